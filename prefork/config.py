@@ -1,0 +1,307 @@
+"""Every setting, declared once.
+
+``SETTINGS`` is the single table: the command-line flags, the TOML keys, the
+``PREFORK_*`` environment variables, validation and docs/settings.md are all
+derived from it. A setting that is not in the table does not exist.
+
+Sources are applied in this order, each overriding the one before: defaults,
+the TOML file (``-c/--config``, else ``./prefork.toml`` when present), the
+environment, the command line. A bad value stops start-up with one line that
+names the setting, the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A setting has a value that is not allowed; the message is one log line."""
+
+
+# -- value types: each turns a TOML value or a CLI/env string into a checked value --
+
+@dataclass(frozen=True)
+class Int:
+    min: int | None = None
+    max: int | None = None
+
+    def describe(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"an integer from {self.min} to {self.max}"
+        if self.min is not None:
+            return f"an integer >= {self.min}"
+        return "an integer"
+
+    def __call__(self, value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, str):
+            value = int(value.strip().replace("_", ""), 10)
+        if not isinstance(value, int):
+            raise ValueError
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise ValueError
+        return value
+
+
+@dataclass(frozen=True)
+class Seconds:
+    min: float = 0.0
+
+    def describe(self) -> str:
+        return f"a number of seconds >= {self.min:g}"
+
+    def __call__(self, value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError
+        value = float(value)
+        if value != value or value < self.min or value == float("inf"):
+            raise ValueError
+        return value
+
+
+class Bool:
+    TRUE = {"1", "true", "yes", "on"}
+    FALSE = {"0", "false", "no", "off"}
+
+    def describe(self) -> str:
+        return "true or false"
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            v = value.strip().lower()
+            if v in self.TRUE:
+                return True
+            if v in self.FALSE:
+                return False
+        raise ValueError
+
+
+class Str:
+    def describe(self) -> str:
+        return "a string"
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+
+
+class StrList:
+    """A list of strings; from a string, comma-separated (env) or one item (CLI)."""
+
+    def describe(self) -> str:
+        return "a list of strings"
+
+    def __call__(self, value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ValueError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    section: str
+    type: Any
+    default: Any
+    doc: str
+    short: str | None = None
+    metavar: str | None = None
+    multiple: bool = False          # the CLI flag may repeat, appending
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "PREFORK_" + self.name.upper()
+
+    def convert(self, value: Any, source: str) -> Any:
+        try:
+            return self.type(value)
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"invalid value for setting '{self.name}' ({source}): {value!r}; "
+                f"allowed: {self.type.describe()}"
+            ) from None
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
+
+SETTINGS: list[Setting] = [
+    # Server socket
+    Setting("bind", "Server socket", StrList(), ["127.0.0.1:8000"],
+            "Addresses to listen on: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeat the flag "
+            "to listen on several. Port 0 picks a free port.", short="-b", metavar="ADDRESS",
+            multiple=True),
+    Setting("backlog", "Server socket", Int(1, 65535), 2048,
+            "Connections the kernel queues before they are accepted."),
+    # Workers
+    Setting("workers", "Worker processes", Int(1, 1024), 1,
+            "Worker processes. Until the master lands, a single worker serves in the foreground."),
+    Setting("threads", "Worker processes", Int(1, 1024), 8,
+            "Threads per worker that run the application: the most requests one worker "
+            "runs at once. When all are busy the worker stops accepting connections."),
+    Setting("max_connections", "Worker processes", Int(1, 1_000_000), 1000,
+            "Open client connections per worker (idle keep-alive ones included)."),
+    Setting("graceful_timeout", "Worker processes", Seconds(), 30.0,
+            "On a graceful stop, how long in-flight requests may run before the worker exits."),
+    # Timeouts
+    Setting("keepalive", "Timeouts", Seconds(), 5.0,
+            "Seconds an idle keep-alive connection is kept open. 0 closes after each response."),
+    Setting("header_timeout", "Timeouts", Seconds(0.1), 10.0,
+            "Seconds a client has to send a whole request head, from its first byte "
+            "(or from connecting). A client trickling bytes (slowloris) gets 408 and is closed."),
+    Setting("body_timeout", "Timeouts", Seconds(0.1), 30.0,
+            "Seconds a request body may go without progress before the client gets 408."),
+    Setting("write_timeout", "Timeouts", Seconds(0.1), 30.0,
+            "Seconds a response write may go without progress (the client stopped reading) "
+            "before the connection is dropped."),
+    # Limits
+    Setting("limit_request_line", "Limits", Int(64, 1 * MiB), 8190,
+            "Longest request line in bytes (method, target, version). Longer gets 414."),
+    Setting("limit_request_fields", "Limits", Int(1, 10_000), 100,
+            "Most header fields in a request. More gets 431."),
+    Setting("limit_request_field_size", "Limits", Int(64, 1 * MiB), 8190,
+            "Longest header line in bytes. Longer gets 431."),
+    Setting("limit_request_body", "Limits", Int(0), 1 * GiB,
+            "Largest request body in bytes, with Content-Length or chunked. Larger gets 413. "
+            "0 means no limit."),
+    Setting("spool_threshold", "Limits", Int(0), 512 * KiB,
+            "Request bodies larger than this many bytes are buffered in a temporary file "
+            "instead of memory."),
+    Setting("tmp_upload_dir", "Limits", Str(), "",
+            "Directory for spooled request bodies; empty means the system default."),
+    # Application
+    Setting("root_path", "Application", Str(), "",
+            "URL prefix the application is mounted under: it becomes SCRIPT_NAME and is "
+            "stripped from PATH_INFO."),
+    # Logging
+    Setting("loglevel", "Logging", Str(), "info",
+            "Error log level: debug, info, warning, error or critical."),
+]
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+LOGLEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class Config:
+    """Resolved settings, read as attributes: ``cfg.threads``."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None):
+        self._values = {s.name: s.default for s in SETTINGS}
+        self._sources = {s.name: "default" for s in SETTINGS}
+        if values:
+            self.update(values, "argument")
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def source(self, name: str) -> str:
+        return self._sources[name]
+
+    def set(self, name: str, value: Any, source: str) -> None:
+        setting = BY_NAME.get(name)
+        if setting is None:
+            raise ConfigError(unknown_setting(name, source))
+        self._values[name] = setting.convert(value, source)
+        self._sources[name] = source
+        self._check(setting)
+
+    def update(self, values: Mapping[str, Any], source: str) -> None:
+        for name, value in values.items():
+            self.set(name, value, source)
+
+    def _check(self, setting: Setting) -> None:
+        if setting.name == "loglevel" and self.loglevel.lower() not in LOGLEVELS:
+            raise ConfigError(f"invalid value for setting 'loglevel' ({self.source('loglevel')}): "
+                              f"{self.loglevel!r}; allowed: one of {', '.join(LOGLEVELS)}")
+        if setting.name == "bind":
+            from .sockets import parse_address
+            for address in self.bind:
+                try:
+                    parse_address(address)
+                except ValueError as e:
+                    raise ConfigError(f"invalid value for setting 'bind' "
+                                      f"({self.source('bind')}): {address!r}; {e}") from None
+
+    def load_toml(self, path: str) -> None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        self.update(data, f"config file {path}")
+
+    def load_env(self, environ: Mapping[str, str]) -> None:
+        for key, value in environ.items():
+            if not key.startswith("PREFORK_"):
+                continue
+            name = key[len("PREFORK_"):].lower()
+            if name in BY_NAME:
+                self.set(name, value, f"environment {key}")
+            elif name not in _NOT_SETTINGS:
+                raise ConfigError(unknown_setting(name, f"environment {key}"))
+
+
+# PREFORK_* variables that are not settings (set by the server for its children).
+_NOT_SETTINGS = frozenset({"fd", "fds", "worker_id"})
+
+
+def unknown_setting(name: str, source: str) -> str:
+    msg = f"unknown setting '{name}' ({source})"
+    close = difflib.get_close_matches(name, list(BY_NAME), n=1)
+    return msg + (f"; did you mean '{close[0]}'?" if close else "")
+
+
+def resolve(cli: Mapping[str, Any], config_file: str | None = None,
+            environ: Mapping[str, str] | None = None) -> Config:
+    """Defaults < TOML file < environment < command line."""
+    cfg = Config()
+    if config_file is None and os.path.exists("prefork.toml"):
+        config_file = "prefork.toml"
+    if config_file:
+        cfg.load_toml(config_file)
+    cfg.load_env(os.environ if environ is None else environ)
+    for name, value in cli.items():
+        setting = BY_NAME[name]
+        cfg.set(name, value, f"command line {setting.flag}")
+    return cfg
+
+
+def sections() -> Iterable[tuple[str, list[Setting]]]:
+    order: dict[str, list[Setting]] = {}
+    for s in SETTINGS:
+        order.setdefault(s.section, []).append(s)
+    return order.items()
+
+
+def validator_help(setting: Setting) -> str:
+    return str(setting.type.describe())
+
+
+Converter = Callable[[Any], Any]

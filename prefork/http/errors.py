@@ -1,0 +1,52 @@
+"""Protocol errors, each carrying the status a client should see.
+
+The parser and the connection raise these; the worker turns one into a short
+plain-text response and closes the connection, because after a framing error
+the rest of the byte stream can no longer be trusted.
+"""
+
+from __future__ import annotations
+
+
+class HTTPError(Exception):
+    """A request that cannot be served. ``status``/``reason`` go on the wire."""
+
+    status = 400
+    reason = "Bad Request"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}: {self.detail}"
+
+
+class BadRequest(HTTPError):
+    status, reason = 400, "Bad Request"
+
+
+class BodyTooLarge(HTTPError):
+    status, reason = 413, "Content Too Large"
+
+
+class URITooLong(HTTPError):
+    status, reason = 414, "URI Too Long"
+
+
+class ExpectationFailed(HTTPError):
+    status, reason = 417, "Expectation Failed"
+
+
+class HeadersTooLarge(HTTPError):
+    status, reason = 431, "Request Header Fields Too Large"
+
+
+class NotImplementedCoding(HTTPError):
+    """A transfer coding or method feature this server does not implement."""
+
+    status, reason = 501, "Not Implemented"
+
+
+class VersionNotSupported(HTTPError):
+    status, reason = 505, "HTTP Version Not Supported"

@@ -1,0 +1,520 @@
+"""One worker process: an epoll loop that owns every socket wait, and a bounded
+pool of threads that run the application.
+
+The path of a request:
+
+1. The loop accepts a connection and reads from it whenever epoll says it is
+   readable, feeding the bytes to an :class:`~prefork.http.connection.HTTPConnection`
+   until a whole request (head and body) is buffered. A slow client therefore
+   costs a few hundred bytes of memory, never a thread.
+2. The complete request goes to the pool. One thread runs the application and
+   writes the response, then answers any request already pipelined behind it.
+3. The thread gives the connection back by re-arming it in epoll. Connections
+   are registered ``EPOLLONESHOT``: a connection is owned either by epoll (armed)
+   or by exactly one thread, and re-arming needs no round trip through the loop.
+
+When every thread is busy (or ``max_connections`` are open) the listeners are
+taken out of epoll: the kernel keeps new connections in the backlog, where
+another worker can take them, instead of this worker accepting work it cannot
+start. Listeners are registered ``EPOLLEXCLUSIVE`` so one incoming connection
+wakes one worker, not all of them.
+
+Deadlines (header, body, keep-alive idle, lingering close) are checked by a
+sweep in the loop twice a second; writes have their own timeout in the thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from queue import SimpleQueue
+from typing import Any
+
+from .http.connection import HTTPConnection, Request
+from .http.errors import HTTPError
+from .http.parser import Limits
+from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
+
+log = logging.getLogger("prefork.error")
+
+EPOLLIN = select.EPOLLIN
+ARMED = select.EPOLLIN | select.EPOLLONESHOT
+LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LINGER_SECONDS = 2.0
+SWEEP_INTERVAL = 0.5
+
+
+@dataclass
+class WorkerSettings:
+    """The few settings a worker reads; built from prefork.config.Config."""
+
+    threads: int = 8
+    max_connections: int = 1000
+    keepalive: float = 5.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    write_timeout: float = 30.0
+    graceful_timeout: float = 30.0
+    limits: Limits = field(default_factory=Limits)
+    spool_threshold: int = 512 * 1024
+    tmp_upload_dir: str | None = None
+    root_path: str = ""
+    multiprocess: bool = False
+
+
+class SocketWriter:
+    """Blocking-with-deadline writes on a non-blocking socket.
+
+    The fast path is one ``send``; only a full socket buffer waits in poll(2),
+    at most ``timeout`` seconds without progress.
+    """
+
+    __slots__ = ("sock", "timeout_ms")
+
+    def __init__(self, sock: socket.socket, timeout: float):
+        self.sock = sock
+        self.timeout_ms = int(timeout * 1000)
+
+    def _wait(self) -> None:
+        poller = select.poll()
+        poller.register(self.sock, select.POLLOUT)
+        if not poller.poll(self.timeout_ms):
+            raise TimeoutError("write timed out: the client stopped reading")
+
+    def write(self, data: bytes) -> None:
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
+        while view:
+            self._wait()
+            try:
+                view = view[self.sock.send(view):]
+            except BlockingIOError:
+                pass
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        out = self.sock.fileno()
+        total = 0
+        while total < count:
+            try:
+                sent = os.sendfile(out, fd, offset + total, count - total)
+            except BlockingIOError:
+                self._wait()
+                continue
+            if sent == 0:
+                break   # the file is shorter than it was
+            total += sent
+        return total
+
+
+class Conn:
+    """One client connection and whatever part of a request it has sent."""
+
+    __slots__ = ("sock", "fd", "http", "peer", "base", "writer", "deadline", "waiting",
+                 "registered", "lingering")
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, str], base: dict[str, Any],
+                 settings: WorkerSettings, now: float):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.base = base
+        self.http = HTTPConnection(settings.limits, settings.spool_threshold,
+                                   settings.tmp_upload_dir)
+        self.writer = SocketWriter(sock, settings.write_timeout)
+        self.deadline = now + settings.header_timeout
+        self.waiting = False      # armed in epoll, owned by the loop
+        self.registered = False
+        self.lingering = False    # answered an error; draining input until EOF
+
+
+class Listener:
+    __slots__ = ("sock", "fd", "base", "tcp")
+
+    def __init__(self, sock: socket.socket, base: dict[str, Any]):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.base = base
+        self.tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+
+
+def listener_environ(sock: socket.socket, settings: WorkerSettings) -> dict[str, Any]:
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        host, port = sock.getsockname()[:2]
+        return base_environ(host, str(port), settings.root_path, settings.multiprocess)
+    return base_environ("localhost", "0", settings.root_path, settings.multiprocess)
+
+
+class Worker:
+    """Serves ``app`` on already-bound listening sockets until stopped.
+
+    ``run()`` blocks in the calling thread (the process's main thread when
+    signals are to be handled). ``stop()`` may be called from any thread or a
+    signal handler.
+    """
+
+    def __init__(self, app: Callable[..., Any], listeners: list[socket.socket],
+                 settings: WorkerSettings | None = None):
+        self.app = app
+        self.settings = s = settings or WorkerSettings()
+        self.listeners = [Listener(sock, listener_environ(sock, s)) for sock in listeners]
+        self.conns: dict[int, Conn] = {}
+        self.handlers: dict[int, Any] = {}
+        self.queue: SimpleQueue[tuple[Conn, Request] | None] = SimpleQueue()
+        self.lock = threading.Lock()
+        self.busy = 0
+        self.accepting = False
+        self.stopping = False
+        self.fast_stop = False
+        self.requests = 0
+        self.now = time.monotonic()
+        self.ep: Any = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def stop(self, graceful: bool = True) -> None:
+        self.stopping = True
+        if not graceful:
+            self.fast_stop = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def install_signals(self) -> None:
+        """TERM: graceful stop; INT/QUIT: fast stop. Main thread only."""
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, lambda *_: self.stop(graceful=True))
+        signal.signal(signal.SIGINT, lambda *_: self.stop(graceful=False))
+        signal.signal(signal.SIGQUIT, lambda *_: self.stop(graceful=False))
+
+    def run(self) -> None:
+        s = self.settings
+        self.ep = ep = select.epoll()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        ep.register(self._wake_r.fileno(), EPOLLIN)
+        self.handlers[self._wake_r.fileno()] = self._wake_r
+        for lst in self.listeners:
+            lst.sock.setblocking(False)
+            self.handlers[lst.fd] = lst
+        for i in range(s.threads):
+            t = threading.Thread(target=self._thread_main, name=f"prefork-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        with self.lock:
+            self._update_accepting()
+        next_sweep = time.monotonic() + SWEEP_INTERVAL
+        stop_deadline = None
+        conns, handlers = self.conns, self.handlers
+        try:
+            while True:
+                events = ep.poll(SWEEP_INTERVAL)
+                self.now = now = time.monotonic()
+                for fd, _ in events:
+                    obj = handlers.get(fd)
+                    if obj is None:
+                        obj = conns.get(fd)
+                        if obj is None:
+                            continue
+                        obj.waiting = False
+                        if obj.lingering:
+                            self._drain(obj)
+                        else:
+                            self._read(obj)
+                    elif type(obj) is Listener:
+                        self._accept(obj)
+                    else:
+                        self._drain_wakeups()
+                if self.stopping:
+                    if self.fast_stop:
+                        break
+                    if stop_deadline is None:
+                        stop_deadline = now + s.graceful_timeout
+                        self._begin_graceful_stop()
+                    self._close_idle()
+                    if (self.busy == 0 and not conns) or now >= stop_deadline:
+                        break
+                if now >= next_sweep:
+                    next_sweep = now + SWEEP_INTERVAL
+                    self._sweep(now)
+        finally:
+            self._shutdown()
+
+    def _begin_graceful_stop(self) -> None:
+        with self.lock:
+            self._update_accepting()
+        for lst in self.listeners:
+            try:
+                lst.sock.close()
+            except OSError:
+                pass
+
+    def _shutdown(self) -> None:
+        for _ in self._threads:
+            self.queue.put(None)
+        for conn in list(self.conns.values()):
+            if conn.waiting or self.fast_stop:
+                self._close(conn)
+        deadline = time.monotonic() + (0.5 if self.fast_stop else 2.0)
+        for t in self._threads:
+            t.join(max(deadline - time.monotonic(), 0))
+        if self.ep is not None:
+            self.ep.close()
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except OSError:
+            pass
+
+    # -- the loop's side: accept, read, dispatch ---------------------------
+
+    def _update_accepting(self) -> None:
+        """Listen only while a thread and a connection slot are free. Lock held."""
+        want = (not self.stopping and self.busy < self.settings.threads
+                and len(self.conns) < self.settings.max_connections)
+        if want == self.accepting:
+            return
+        self.accepting = want
+        for lst in self.listeners:
+            try:
+                if want:
+                    self.ep.register(lst.fd, LISTEN_EVENTS)
+                else:
+                    self.ep.unregister(lst.fd)
+            except (OSError, ValueError):
+                pass
+
+    def _accept(self, lst: Listener) -> None:
+        s = self.settings
+        for _ in range(64):
+            if len(self.conns) >= s.max_connections:
+                break
+            try:
+                sock, addr = lst.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("accept() failed: %s; will retry", e)
+                elif e.errno not in (errno.ECONNABORTED, errno.EPROTO):
+                    log.error("accept() failed: %s", e)
+                break
+            sock.setblocking(False)
+            if lst.tcp:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                peer = (addr[0], str(addr[1]))
+            else:
+                peer = ("", "")
+            conn = Conn(sock, peer, lst.base, s, self.now)
+            self.conns[conn.fd] = conn
+            # The request often arrives with the connection: try it at once.
+            self._read(conn)
+        with self.lock:
+            self._update_accepting()
+
+    def _arm(self, conn: Conn) -> None:
+        conn.waiting = True
+        try:
+            if conn.registered:
+                self.ep.modify(conn.fd, ARMED)
+            else:
+                conn.registered = True
+                self.ep.register(conn.fd, ARMED)
+        except (OSError, ValueError):
+            conn.waiting = False
+            self._close(conn)
+
+    def _read(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            self._arm(conn)
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+            return
+        http = conn.http
+        was_idle = http.idle
+        http.receive(data)
+        try:
+            req = http.next_request()
+        except HTTPError as e:
+            self._reject(conn, e)
+            return
+        if req is None:
+            if http.waiting_for_body:
+                conn.deadline = self.now + self.settings.body_timeout
+                if http.continue_needed:
+                    http.continue_needed = False
+                    try:
+                        conn.sock.send(CONTINUE)
+                    except OSError:
+                        self._close(conn)
+                        return
+            elif was_idle:
+                conn.deadline = self.now + self.settings.header_timeout
+            self._arm(conn)
+            return
+        with self.lock:
+            self.busy += 1
+            if self.accepting and self.busy >= self.settings.threads:
+                self._update_accepting()
+        self.queue.put((conn, req))
+
+    def _reject(self, conn: Conn, err: HTTPError) -> None:
+        """Answer a protocol error and close without losing the answer."""
+        log.debug("rejected request from %s: %s", conn.peer[0], err)
+        conn.http.close()
+        try:
+            conn.sock.send(error_response(err.status, err.reason, err.detail))
+        except OSError:
+            self._close(conn)
+            return
+        self._linger(conn)
+
+    def _linger(self, conn: Conn) -> None:
+        # Closing with unread input makes the kernel send RST, which can
+        # destroy the response before the client reads it: stop writing,
+        # then drain what the client still sends for a short while.
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.lingering = True
+        conn.deadline = time.monotonic() + LINGER_SECONDS
+        self._arm(conn)
+
+    def _drain(self, conn: Conn) -> None:
+        try:
+            while conn.sock.recv(65536):
+                pass
+        except (BlockingIOError, InterruptedError):
+            self._arm(conn)
+            return
+        except OSError:
+            pass
+        self._close(conn)
+
+    def _close(self, conn: Conn) -> None:
+        if self.conns.pop(conn.fd, None) is None:
+            return
+        conn.waiting = False
+        conn.http.close()
+        try:
+            conn.sock.close()   # also drops it from epoll
+        except OSError:
+            pass
+        if not self.accepting:
+            with self.lock:
+                self._update_accepting()
+
+    def _sweep(self, now: float) -> None:
+        """Close connections past their deadline (idle, slow head, slow body)."""
+        for conn in list(self.conns.values()):
+            if not conn.waiting or conn.deadline > now:
+                continue
+            if conn.lingering or conn.http.idle:
+                self._close(conn)
+            else:
+                # A head or body that did not arrive in time.
+                conn.waiting = False
+                conn.http.close()
+                try:
+                    conn.sock.send(error_response(408, "Request Timeout",
+                                                  "the request took too long to arrive"))
+                except OSError:
+                    pass
+                self._close(conn)
+
+    def _close_idle(self) -> None:
+        for conn in list(self.conns.values()):
+            if conn.waiting and (conn.http.idle or conn.lingering):
+                self._close(conn)
+
+    # -- the pool's side: run the app, answer pipelined requests -----------
+
+    def _thread_main(self) -> None:
+        get = self.queue.get
+        while True:
+            item = get()
+            if item is None:
+                return
+            conn, req = item
+            try:
+                self._serve(conn, req)
+            except BaseException:
+                log.exception("unexpected error serving a connection")
+                self._close(conn)
+            finally:
+                with self.lock:
+                    self.busy -= 1
+                    if not self.accepting:
+                        self._update_accepting()
+
+    def _serve(self, conn: Conn, req: Request | None) -> None:
+        app = self.app
+        http = conn.http
+        while req is not None:
+            head = req.head
+            exchange = Exchange(conn.writer, head.method, head.version,
+                                head.keep_alive and not self.stopping)
+            try:
+                keep = run_app(app, make_environ(req, conn.base, conn.peer), exchange)
+            except OSError as e:
+                log.debug("client %s gone while writing: %s", conn.peer[0], e)
+                keep = False
+            finally:
+                req.body.close()
+            self.requests += 1
+            if not keep or self.stopping:
+                self._close(conn)
+                return
+            try:
+                req = http.next_request()
+            except HTTPError as e:
+                self._reject_from_thread(conn, e)
+                return
+        # Hand the connection back to epoll.
+        conn.deadline = time.monotonic() + (self.settings.keepalive if http.idle
+                                            else self.settings.header_timeout)
+        if http.continue_needed:
+            http.continue_needed = False
+            try:
+                conn.writer.write(CONTINUE)
+            except OSError:
+                self._close(conn)
+                return
+        self._arm(conn)
+
+    def _reject_from_thread(self, conn: Conn, err: HTTPError) -> None:
+        conn.http.close()
+        try:
+            conn.writer.write(error_response(err.status, err.reason, err.detail))
+        except OSError:
+            self._close(conn)
+            return
+        self._linger(conn)

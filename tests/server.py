@@ -1,0 +1,228 @@
+"""Start a real prefork process for a test and talk to it over raw sockets.
+
+The server is started as ``python -m prefork start APP --bind 127.0.0.1:0 ...``.
+It prints ``Listening at: http://HOST:PORT`` to stderr once it accepts; that
+line gives the port. Every process is stopped (TERM, then KILL) when the test
+ends, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTEN_RE = re.compile(r"Listening at: http://(\[[^\]]+\]|[^:\s]+):(\d+)")
+
+
+class ServerProcess:
+    """A running prefork; ``log`` accumulates everything it printed."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None,
+                 cwd: str | os.PathLike[str] | None = None, startup_timeout: float = 15.0):
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT), str(ROOT / "tests" / "apps"), full_env.get("PYTHONPATH", "")]
+        ).rstrip(os.pathsep)
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        if env:
+            full_env.update(env)
+        self.args = [sys.executable, "-m", "prefork", *args]
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=full_env, cwd=cwd, start_new_session=True,
+        )
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.host, self.port = self._wait_listening(startup_timeout)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._cond:
+                self._lines.append(raw.decode("utf-8", "replace"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def log(self) -> str:
+        with self._cond:
+            return "".join(self._lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Wait until the server's output matches ``pattern``; fail with the log if not."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                m = rx.search("".join(self._lines))
+                if m:
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"{pattern!r} never appeared in the server log:\n{self.log}")
+                self._cond.wait(min(left, 0.2))
+
+    def _wait_listening(self, timeout: float) -> tuple[str, int]:
+        try:
+            m = self.wait_for_log(LISTEN_RE.pattern, timeout)
+        except AssertionError:
+            self.stop()
+            raise
+        return m.group(1).strip("[]"), int(m.group(2))
+
+    def connect(self, timeout: float = 5.0) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout=timeout)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """TERM the server and wait; KILL its whole process group if it lingers."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(5)
+        else:
+            # Reap any worker the server forked that outlived it.
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self._reader.join(2)
+        return self.proc.returncode
+
+
+@contextmanager
+def running(app: str | None = None, *args: str, env: dict[str, str] | None = None,
+            cwd: str | os.PathLike[str] | None = None) -> Iterator[ServerProcess]:
+    """``with running("app_module:app", "--threads", "2") as srv: ...``"""
+    argv = ["start"] + ([app] if app else []) + ["--bind", "127.0.0.1:0", *args]
+    srv = ServerProcess(argv, env=env, cwd=cwd)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+class Response:
+    def __init__(self, status: int, reason: str, version: str,
+                 headers: list[tuple[str, str]], body: bytes, raw_head: bytes):
+        self.status, self.reason, self.version = status, reason, version
+        self.headers, self.body, self.raw_head = headers, body, raw_head
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def header_list(self, name: str) -> list[str]:
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.headers!r} {self.body[:80]!r}>"
+
+
+class HTTPReader:
+    """Reads responses off a raw socket, one at a time, honouring the framing."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def _read_until(self, sep: bytes) -> bytes:
+        while sep not in self.buf:
+            if not self._fill():
+                raise EOFError(f"connection closed while waiting for {sep!r}; got {self.buf!r}")
+        i = self.buf.index(sep) + len(sep)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            if not self._fill():
+                raise EOFError(f"connection closed with {n - len(self.buf)} body bytes missing")
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_response(self, method: str = "GET") -> Response:
+        head = self._read_until(b"\r\n\r\n")
+        lines = head[:-4].decode("latin-1").split("\r\n")
+        version, code, *reason = lines[0].split(" ", 2)
+        headers = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+        resp = Response(int(code), reason[0] if reason else "", version, headers, b"", head)  # type: ignore[arg-type]
+        status = resp.status
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            return resp
+        te = (resp.header("transfer-encoding") or "").lower()
+        if te == "chunked":
+            body = b""
+            while True:
+                size_line = self._read_until(b"\r\n")
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    while self._read_until(b"\r\n") != b"\r\n":
+                        pass
+                    break
+                body += self._read_exact(size)
+                assert self._read_exact(2) == b"\r\n"
+            resp.body = body
+        elif resp.header("content-length") is not None:
+            resp.body = self._read_exact(int(resp.header("content-length") or 0))
+        else:
+            while self._fill():
+                pass
+            resp.body, self.buf = self.buf, b""
+        return resp
+
+    def at_eof(self, timeout: float = 2.0) -> bool:
+        """True when the server closed the connection (no more bytes)."""
+        if self.buf:
+            return False
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+
+def request(srv: ServerProcess, raw: bytes, method: str = "GET") -> Response:
+    """Send ``raw`` on a fresh connection and read one response."""
+    with srv.connect() as s:
+        s.sendall(raw)
+        return HTTPReader(s).read_response(method)
+
+
+def get(srv: ServerProcess, path: str = "/", headers: str = "") -> Response:
+    raw = f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n".encode("latin-1")
+    return request(srv, raw)
