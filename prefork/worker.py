@@ -481,7 +481,7 @@ class Worker:
         while req is not None:
             head = req.head
             exchange = Exchange(conn.writer, head.method, head.version,
-                                head.keep_alive and not self.stopping)
+                                head.keep_alive, self)
             try:
                 keep = run_app(app, make_environ(req, conn.base, conn.peer), exchange)
             except OSError as e:

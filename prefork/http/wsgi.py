@@ -165,10 +165,12 @@ class Exchange:
 
     __slots__ = ("transport", "method", "version", "keep_alive", "status", "headers",
                  "head_sent", "chunked", "remaining", "no_body", "close_delimited",
-                 "bytes_sent", "code")
+                 "bytes_sent", "code", "server")
 
-    def __init__(self, transport: Transport, method: str, version: str, keep_alive: bool):
+    def __init__(self, transport: Transport, method: str, version: str, keep_alive: bool,
+                 server: Any = None):
         self.transport = transport
+        self.server = server      # anything with a ``stopping`` flag, read when the head goes out
         self.method = method
         self.version = version
         self.keep_alive = keep_alive
@@ -254,6 +256,8 @@ class Exchange:
             lines.append("Transfer-Encoding: chunked\r\n")
         else:
             self.close_delimited = True
+            self.keep_alive = False
+        if self.keep_alive and self.server is not None and self.server.stopping:
             self.keep_alive = False
         if not self.keep_alive:
             lines.append("Connection: close\r\n\r\n")

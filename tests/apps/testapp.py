@@ -1,0 +1,97 @@
+"""A WSGI app whose paths exercise the server: one behaviour per path."""
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from urllib.parse import parse_qs
+
+
+def _json(start_response, data, status="200 OK"):
+    body = json.dumps(data, sort_keys=True).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    qs = parse_qs(environ["QUERY_STRING"])
+    if path == "/hello":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"Hello, World!"]
+    if path == "/environ":
+        return _json(start_response, {k: v for k, v in environ.items() if isinstance(v, str)}
+                     | {"wsgi.input_terminated": environ.get("wsgi.input_terminated"),
+                        "wsgi.multithread": environ["wsgi.multithread"]})
+    if path == "/echo":
+        body = environ["wsgi.input"].read()
+        return _json(start_response, {"length": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+                                      "content_length": environ.get("CONTENT_LENGTH"),
+                                      "head": body[:64].decode("latin-1")})
+    if path == "/readlines":
+        inp = environ["wsgi.input"]
+        first = inp.readline()
+        rest = list(inp)
+        return _json(start_response, {"first": first.decode(), "rest": [x.decode() for x in rest],
+                                      "after": inp.read().decode()})
+    if path == "/stream":
+        n = int(qs.get("n", ["3"])[0])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (b"chunk %d\n" % i for i in range(n))
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written ")
+        return [b"then returned"]
+    if path == "/error":
+        raise RuntimeError("boom from the test app")
+    if path == "/error-after-start":
+        def gen():
+            yield b"partial"
+            raise RuntimeError("boom after the head was sent")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return gen()
+    if path == "/bad-header":
+        start_response("200 OK", [("X-Evil", "a\r\nInjected: yes")])
+        return [b"never"]
+    if path == "/no-start-response":
+        return [b"oops"]
+    if path.startswith("/status/"):
+        code = int(path.rsplit("/", 1)[1])
+        start_response(f"{code} Whatever", [("Content-Type", "text/plain")])
+        return [b"body that must not be sent"] if code in (204, 304) else [b"status body"]
+    if path == "/sleep":
+        time.sleep(float(qs.get("s", ["1"])[0]))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slept"]
+    if path == "/file":
+        size = int(qs.get("size", ["100000"])[0])
+        f = tempfile.TemporaryFile()
+        f.write(bytes(i % 251 for i in range(size)))
+        f.seek(0)
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](f)
+    if path == "/short":
+        start_response("200 OK", [("Content-Length", "100")])
+        return [b"only ten!!"]
+    if path == "/long":
+        start_response("200 OK", [("Content-Length", "5")])
+        return [b"0123456789"]
+    if path == "/pid":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(os.getpid()).encode()]
+    if path == "/closing":
+        closed = []
+
+        class Body:
+            def __iter__(self):
+                yield b"body"
+
+            def close(self):
+                closed.append(True)
+                with open(qs["marker"][0], "w") as f:
+                    f.write("closed")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"not found"]
