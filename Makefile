@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench docs clean
+.PHONY: run test lint bench docs settings clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "venv failed: trying apt-get install python3-venv"; \
@@ -28,6 +28,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) -m bench $(BENCH_ARGS)
+
+# docs/settings.md and conf/prefork.toml are generated from prefork/config.py;
+# tests/test_config.py fails when they are stale.
+settings: $(STAMP)
+	$(PY) -c "from prefork.config import settings_markdown as f; print(f(), end='')" > docs/settings.md
+	$(PY) -c "from prefork.config import example_toml as f; print(f(), end='')" > conf/prefork.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
