@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .app import AppImportError, load_app
-from .config import SETTINGS, ConfigError, resolve, sections
-from .server import Server, setup_logging
+from .config import SETTINGS, Bool, ConfigError, resolve, sections
+from .master import Master
+from .server import setup_logging
 
 log = logging.getLogger("prefork.error")
 
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "help": f"{s.doc} [default: {s.default!r}; env {s.env}]"}
             if s.multiple:
                 kwargs["action"] = "append"
+            elif isinstance(s.type, Bool):
+                kwargs["action"] = argparse.BooleanOptionalAction
+                del kwargs["metavar"]
             group.add_argument(*flags, **kwargs)
     return parser
 
@@ -59,17 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(cfg.loglevel)
     sys.path.insert(0, os.getcwd())
     try:
-        app = load_app(app_spec)
-    except AppImportError as e:
+        master = Master(cfg, app_spec, argv=list(sys.argv[1:] if argv is None else argv),
+                        reload_config=lambda: resolve(cli, config_file))
+    except ValueError as e:      # a hook that cannot be loaded
         log.error("%s", e)
-        return 3
-    except Exception:
-        log.exception("the application %r failed to import", app_spec)
-        return 3
-    try:
-        server = Server(app, cfg)
-    except OSError as e:
-        log.error("%s", e.strerror or e)
-        return 1
-    server.run()
-    return 0
+        return 2
+    return master.run()

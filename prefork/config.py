@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .hooks import HOOKS
+
 
 class ConfigError(Exception):
     """A setting has a value that is not allowed; the message is one log line."""
@@ -110,6 +112,37 @@ class StrList:
         raise ValueError
 
 
+class Octal:
+    """A file mode: an int, or a string of octal digits like "660" or "0o660"."""
+
+    def describe(self) -> str:
+        return "a file mode in octal, like 600 or 660"
+
+    def __call__(self, value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, str):
+            value = int(value.strip().removeprefix("0o"), 8)
+        if not isinstance(value, int) or not 0 <= value <= 0o7777:
+            raise ValueError
+        return value
+
+
+class Hook:
+    """A callable, or the name of one as MODULE:FUNCTION ("" for none)."""
+
+    def describe(self) -> str:
+        return "MODULE:FUNCTION, or a callable when given from Python"
+
+    def __call__(self, value: Any) -> Any:
+        if callable(value):
+            return value
+        if isinstance(value, str) and (not value or
+                                       (":" in value and all(value.partition(":")[::2]))):
+            return value
+        raise ValueError
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -120,6 +153,7 @@ class Setting:
     short: str | None = None
     metavar: str | None = None
     multiple: bool = False          # the CLI flag may repeat, appending
+    default_doc: str | None = None  # how the docs state a default that depends on the host
 
     @property
     def flag(self) -> str:
@@ -156,9 +190,16 @@ SETTINGS: list[Setting] = [
             multiple=True),
     Setting("backlog", "Server socket", Int(1, 65535), 2048,
             "Connections the kernel queues before they are accepted."),
+    Setting("reuse_port", "Server socket", Bool(), False,
+            "Set SO_REUSEPORT on TCP listeners, so another process may bind the same port."),
+    Setting("unix_socket_mode", "Server socket", Octal(), 0o600,
+            "File mode of unix sockets prefork binds. Make it 660 (and the group the proxy's) "
+            "for nginx on the same host."),
     # Workers
-    Setting("workers", "Worker processes", Int(1, 1024), 1,
-            "Worker processes. Until the master lands, a single worker serves in the foreground."),
+    Setting("workers", "Worker processes", Int(1, 1024), _cpus(),
+            "Worker processes the master keeps running. Defaults to the number of CPUs this "
+            "process may use. TTIN and TTOU add and remove one at run time.",
+            default_doc="the number of usable CPUs"),
     Setting("threads", "Worker processes", Int(1, 1024), 8,
             "Threads per worker that run the application: the most requests one worker "
             "runs at once. When all are busy the worker stops accepting connections."),
@@ -166,6 +207,33 @@ SETTINGS: list[Setting] = [
             "Open client connections per worker (idle keep-alive ones included)."),
     Setting("graceful_timeout", "Worker processes", Seconds(), 30.0,
             "On a graceful stop, how long in-flight requests may run before the worker exits."),
+    Setting("timeout", "Worker processes", Seconds(1), 30.0,
+            "A worker whose event loop has not beaten for this many seconds (or that has not "
+            "booted in this time) has the stacks of all its threads written to the error log, "
+            "and is then killed and replaced."),
+    Setting("request_timeout", "Worker processes", Seconds(), 0.0,
+            "A request running longer than this is logged with the stacks of its worker, and "
+            "the worker is replaced gracefully (a new one starts first). 0 turns it off."),
+    Setting("max_requests", "Worker processes", Int(0), 0,
+            "Replace a worker after it has served this many requests (0: never). The new "
+            "worker starts before the old one stops."),
+    Setting("max_requests_jitter", "Worker processes", Int(0), 0,
+            "Add a random 0..N to max_requests per worker, so workers are not all due at once."),
+    Setting("max_worker_lifetime", "Worker processes", Seconds(), 0.0,
+            "Replace a worker after it has run this many seconds, plus up to 10% jitter "
+            "(0: never)."),
+    Setting("max_worker_memory", "Worker processes", Int(0), 0,
+            "Replace a worker whose resident memory (RSS) passes this many MiB, after its "
+            "in-flight requests finish (0: never)."),
+    Setting("max_recycling", "Worker processes", Int(1, 1024), 1,
+            "The most workers replaced at once for max_requests, max_worker_lifetime or "
+            "max_worker_memory, so recycling never takes a large share of capacity."),
+    Setting("max_boot_failures", "Worker processes", Int(1, 1000), 5,
+            "Workers that fail to boot this many times in a row make the master stop with "
+            "status 3 (it retries with growing delays until then)."),
+    Setting("preload", "Worker processes", Bool(), False,
+            "Import the application in the master before forking (then gc.freeze()), so "
+            "workers share its memory copy-on-write. HUP then re-executes the master."),
     # Timeouts
     Setting("keepalive", "Timeouts", Seconds(), 5.0,
             "Seconds an idle keep-alive connection is kept open. 0 closes after each response."),
@@ -200,6 +268,9 @@ SETTINGS: list[Setting] = [
     Setting("loglevel", "Logging", Str(), "info",
             "Error log level: debug, info, warning, error or critical."),
 ]
+
+SETTINGS += [Setting(name, "Server hooks", Hook(), "", f"Called {signature}.",
+                     metavar="MODULE:FUNCTION") for name, signature in HOOKS.items()]
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 LOGLEVELS = ("debug", "info", "warning", "error", "critical")
@@ -270,7 +341,7 @@ class Config:
 
 
 # PREFORK_* variables that are not settings (set by the server for its children).
-_NOT_SETTINGS = frozenset({"fd", "fds", "worker_id"})
+_NOT_SETTINGS = frozenset({"fds", "upgrade_fd"})
 
 
 def unknown_setting(name: str, source: str) -> str:
@@ -325,7 +396,8 @@ def settings_markdown() -> str:
             out += [f"### `{s.name}`", "",
                     f"- flag: {flags}" + (" (repeatable)" if s.multiple else ""),
                     f"- environment: `{s.env}`",
-                    f"- TOML: `{s.name} = {_toml_value(s.default)}`",
+                    f"- TOML: `{s.name} = {_toml_value(s.default)}`" if s.default_doc is None
+                    else f"- default: {s.default_doc}",
                     f"- allowed: {s.type.describe()}", "", s.doc, ""]
     return "\n".join(out)
 
@@ -338,6 +410,9 @@ def example_toml() -> str:
         out += [f"# --- {section} ---", ""]
         for s in settings:
             out += [f"# {line}" for line in textwrap.wrap(s.doc, 86)]
-            out += [f"# {s.name} = {_toml_value(s.default)}", ""]
+            if s.default_doc is None:
+                out += [f"# {s.name} = {_toml_value(s.default)}", ""]
+            else:
+                out += [f"# {s.name} = ...  (default: {s.default_doc})", ""]
     return "\n".join(out)
 

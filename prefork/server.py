@@ -1,21 +1,24 @@
-"""Run prefork from Python: bind, build the worker, serve until stopped.
+"""Run prefork from Python: in the foreground, or in the background of a
+program that wants to stop it again (tests, embedding).
 
-Until the master lands this runs one worker in the calling process, in the
-foreground; ``prefork start`` and :func:`prefork.serve` both come through here.
+``prefork start`` and :func:`prefork.serve` both end up in
+:class:`prefork.master.Master`; this module holds what they share.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
-import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from . import sockets
 from .config import Config
 from .http.parser import Limits
-from .worker import Worker, WorkerSettings
+from .worker import WorkerSettings
 
 log = logging.getLogger("prefork.error")
 
@@ -33,6 +36,7 @@ def setup_logging(level: str) -> None:
 
 
 def worker_settings(cfg: Config) -> WorkerSettings:
+    """The narrow settings object a worker reads, from the full configuration."""
     return WorkerSettings(
         threads=cfg.threads,
         max_connections=cfg.max_connections,
@@ -50,43 +54,113 @@ def worker_settings(cfg: Config) -> WorkerSettings:
     )
 
 
-class Server:
-    """A configured server. ``run()`` serves in the calling thread until stopped."""
+def _config(settings: dict[str, Any]) -> Config:
+    if isinstance(settings.get("bind"), str):
+        settings["bind"] = [settings["bind"]]
+    return Config(settings)
 
-    def __init__(self, app: Callable[..., Any], cfg: Config):
+
+class Server:
+    """A master serving ``app`` with the given settings.
+
+    ``run()`` serves in the foreground (main thread) until a signal stops it.
+    ``start()`` binds the sockets, then runs the master in a child process and
+    returns at once; ``stop()`` stops that child and waits for it. Use it as
+    a context manager to be sure it is stopped.
+    """
+
+    def __init__(self, app: Callable[..., Any] | None = None, app_spec: str | None = None,
+                 **settings: Any):
+        self.cfg = _config(settings)
         self.app = app
-        self.cfg = cfg
-        self.listeners = [sockets.bind(addr, cfg.backlog) for addr in cfg.bind]
-        self.worker = Worker(app, self.listeners, worker_settings(cfg))
+        self.app_spec = app_spec
+        self.listeners = [sockets.bind(addr, self.cfg.backlog, self.cfg.reuse_port,
+                                       self.cfg.unix_socket_mode) for addr in self.cfg.bind]
+        self.pid: int | None = None
 
     @property
     def addresses(self) -> list[str]:
         return [sockets.describe(s) for s in self.listeners]
 
-    def run(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self.worker.install_signals()
-        for address in self.addresses:
-            log.info("Listening at: %s", address)
+    @property
+    def url(self) -> str:
+        return self.addresses[0]
+
+    def _master(self) -> Any:
+        from .master import Master
+        return Master(self.cfg, self.app_spec, app=self.app, listeners=self.listeners)
+
+    def run(self) -> int:
+        setup_logging(self.cfg.loglevel)
+        return int(self._master().run())
+
+    def start(self, ready_timeout: float = 30.0) -> Server:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(r)
+                os.setsid()
+                setup_logging(self.cfg.loglevel)
+                master = self._master()
+
+                def tell_parent() -> None:
+                    os.write(w, b"ready")
+                    os.close(w)
+
+                master.on_ready.append(tell_parent)
+                code = master.run()
+            finally:
+                os._exit(code)
+        os.close(w)
+        self.pid = pid
         try:
-            self.worker.run()
+            import select
+            ready, _, _ = select.select([r], [], [], ready_timeout)
+            if not ready or not os.read(r, 16):
+                self.stop()
+                raise RuntimeError("prefork did not become ready; see its log")
         finally:
-            for sock in self.listeners:
-                sock.close()
-            log.info("Stopped")
+            os.close(r)
+        return self
 
-    def stop(self, graceful: bool = True) -> None:
-        self.worker.stop(graceful)
+    def stop(self, graceful: bool = True, timeout: float = 30.0) -> int | None:
+        """Stop a server begun with start(); returns the master's exit status."""
+        if self.pid is None:
+            return None
+        pid, self.pid = self.pid, None
+        try:
+            os.kill(pid, signal.SIGTERM if graceful else signal.SIGQUIT)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                for sock in self.listeners:
+                    sock.close()
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.02)
+        os.killpg(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        for sock in self.listeners:
+            sock.close()
+        return os.waitstatus_to_exitcode(status)
+
+    def __enter__(self) -> Server:
+        if self.pid is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
 
-def serve(app: Callable[..., Any], **settings: Any) -> None:
-    """Serve ``app`` until a signal (or :meth:`Server.stop`) stops it.
+def serve(app: Callable[..., Any], **settings: Any) -> int:
+    """Serve ``app`` in the foreground until TERM/INT; returns the exit status.
 
     Settings are those of ``prefork.config.SETTINGS``, e.g.
-    ``serve(app, bind="127.0.0.1:8000", threads=4)``.
+    ``serve(app, bind="127.0.0.1:8000", workers=4, threads=8)``.
     """
-    if isinstance(settings.get("bind"), str):
-        settings["bind"] = [settings["bind"]]
-    cfg = Config(settings)
-    setup_logging(cfg.loglevel)
-    Server(app, cfg).run()
+    return Server(app, **settings).run()

@@ -1,7 +1,9 @@
-"""Listening sockets: parse bind addresses and bind them.
+"""Listening sockets: parse bind addresses, bind them, or take them over.
 
-``HOST:PORT``, ``[IPv6]:PORT`` and ``unix:PATH`` are supported here; inherited
-descriptors and systemd socket activation come with the master.
+``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` and ``fd://N`` (a listening
+socket inherited from the parent) are bound here, once, in the master; the
+workers inherit them. A master started by USR2 finds its predecessor's
+listeners in ``PREFORK_FDS`` and uses those instead of binding.
 """
 
 from __future__ import annotations
@@ -10,9 +12,18 @@ import os
 import socket
 import stat
 
+FD_FAMILY = -1
+
 
 def parse_address(address: str) -> tuple[int, object]:
-    """Return ``(family, sockaddr)`` for a bind string, or raise ValueError."""
+    """Return ``(family, sockaddr)`` for a bind string, or raise ValueError.
+
+    ``fd://N`` gives ``(FD_FAMILY, N)``.
+    """
+    if address.startswith("fd://"):
+        if not address[5:].isdigit():
+            raise ValueError("fd:// needs a file descriptor number")
+        return FD_FAMILY, int(address[5:])
     if address.startswith("unix:"):
         path = address[5:]
         if not path:
@@ -33,24 +44,61 @@ def parse_address(address: str) -> tuple[int, object]:
     return family, (host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), int(port))
 
 
-def bind(address: str, backlog: int = 2048) -> socket.socket:
+def bind(address: str, backlog: int = 2048, reuse_port: bool = False,
+         unix_mode: int | None = None) -> socket.socket:
     """Create, bind and listen; raise OSError with the address in the message."""
     family, sockaddr = parse_address(address)
+    if family == FD_FAMILY:
+        return adopt(int(sockaddr), address)  # type: ignore[call-overload]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if family == socket.AF_UNIX:
             _remove_stale_unix_socket(str(sockaddr))
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)  # type: ignore[arg-type]
+        if family == socket.AF_UNIX and unix_mode is not None:
+            os.chmod(str(sockaddr), unix_mode)
         sock.listen(backlog)
     except OSError as e:
         sock.close()
         raise OSError(e.errno, f"cannot listen on {address}: {e.strerror}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def adopt(fd: int, what: str) -> socket.socket:
+    """Wrap an inherited descriptor, which must be a listening stream socket."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot use {what}: {e.strerror}") from None
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET,
+                                                               socket.SO_ACCEPTCONN):
+        sock.detach()
+        raise OSError(22, f"cannot use {what}: descriptor {fd} is not a listening stream socket")
+    sock.set_inheritable(True)
+    return sock
+
+
+def inherited_from_env() -> list[socket.socket]:
+    """Listeners handed over by the master that started this one (USR2)."""
+    value = os.environ.pop("PREFORK_FDS", "")
+    return [adopt(int(fd), f"inherited fd {fd}") for fd in value.split(",") if fd.strip()]
+
+
+def unlink_unix(sock: socket.socket) -> None:
+    """Remove a unix socket's file when its server stops for good."""
+    path = sock.getsockname()
+    if isinstance(path, str) and path and not path.startswith("\x00"):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def _remove_stale_unix_socket(path: str) -> None:

@@ -42,6 +42,7 @@ from .http.connection import HTTPConnection, Request
 from .http.errors import HTTPError
 from .http.parser import Limits
 from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
+from .scoreboard import READY, STOPPING, Slot
 
 log = logging.getLogger("prefork.error")
 
@@ -51,6 +52,11 @@ LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LINGER_SECONDS = 2.0
 SWEEP_INTERVAL = 0.5
+# On a graceful stop, a just-accepted connection gets this long to send its
+# first request before it is closed: closing it at once would lose a request
+# that is already on its way.
+FRESH_GRACE = 1.0
+BEAT_INTERVAL = 0.2
 
 
 @dataclass
@@ -124,7 +130,7 @@ class Conn:
     """One client connection and whatever part of a request it has sent."""
 
     __slots__ = ("sock", "fd", "http", "peer", "base", "writer", "deadline", "waiting",
-                 "registered", "lingering")
+                 "registered", "lingering", "served")
 
     def __init__(self, sock: socket.socket, peer: tuple[str, str], base: dict[str, Any],
                  settings: WorkerSettings, now: float):
@@ -139,6 +145,7 @@ class Conn:
         self.waiting = False      # armed in epoll, owned by the loop
         self.registered = False
         self.lingering = False    # answered an error; draining input until EOF
+        self.served = False       # has answered a request (so idle means kept alive)
 
 
 class Listener:
@@ -167,8 +174,11 @@ class Worker:
     """
 
     def __init__(self, app: Callable[..., Any], listeners: list[socket.socket],
-                 settings: WorkerSettings | None = None):
+                 settings: WorkerSettings | None = None, slot: Slot | None = None,
+                 parent_pid: int | None = None):
         self.app = app
+        self.slot = slot
+        self.parent_pid = parent_pid
         self.settings = s = settings or WorkerSettings()
         self.listeners = [Listener(sock, listener_environ(sock, s)) for sock in listeners]
         self.conns: dict[int, Conn] = {}
@@ -184,6 +194,14 @@ class Worker:
         self.ep: Any = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._threads: list[threading.Thread] = []
+        # What each pool thread is running: (start, head) or None. Read by the
+        # heartbeat for the in-flight count and the oldest request's age.
+        self.current: list[Any] = [None] * self.settings.threads
+        # Server hooks, set by the master: (worker_view, environ[, status]).
+        self.pre_request: Callable[..., Any] | None = None
+        self.post_request: Callable[..., Any] | None = None
+        self.hook_view: Any = None
+        self._last_beat = 0.0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -216,11 +234,15 @@ class Worker:
             lst.sock.setblocking(False)
             self.handlers[lst.fd] = lst
         for i in range(s.threads):
-            t = threading.Thread(target=self._thread_main, name=f"prefork-{i}", daemon=True)
+            t = threading.Thread(target=self._thread_main, args=(i,), name=f"prefork-{i}",
+                                 daemon=True)
             t.start()
             self._threads.append(t)
         with self.lock:
             self._update_accepting()
+        if self.slot is not None:
+            self._beat(time.monotonic())
+            self.slot.set_state(READY)
         next_sweep = time.monotonic() + SWEEP_INTERVAL
         stop_deadline = None
         conns, handlers = self.conns, self.handlers
@@ -252,13 +274,39 @@ class Worker:
                     self._close_idle()
                     if (self.busy == 0 and not conns) or now >= stop_deadline:
                         break
+                if now - self._last_beat >= BEAT_INTERVAL:
+                    self._beat(now)
                 if now >= next_sweep:
                     next_sweep = now + SWEEP_INTERVAL
                     self._sweep(now)
         finally:
             self._shutdown()
 
+    def _beat(self, now: float) -> None:
+        """Tell the master the loop is alive, and what the threads are doing."""
+        self._last_beat = now
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            log.warning("the master (pid %d) is gone; stopping", self.parent_pid)
+            self.parent_pid = None
+            self.stop(graceful=True)
+        if self.slot is None:
+            return
+        in_flight, oldest, oldest_req = 0, 0.0, ""
+        for item in self.current:
+            if item is not None:
+                in_flight += 1
+                if not oldest or item[0] < oldest:
+                    oldest = item[0]
+                    oldest_req = f"{item[1].method} {item[1].target}"
+        self.slot.beat(now, self.requests, in_flight, oldest, oldest_req)
+
     def _begin_graceful_stop(self) -> None:
+        if self.slot is not None:
+            self.slot.set_state(STOPPING)
+        grace = time.monotonic() + FRESH_GRACE
+        for conn in list(self.conns.values()):
+            if not conn.served and conn.deadline > grace:
+                conn.deadline = grace
         with self.lock:
             self._update_accepting()
         for lst in self.listeners:
@@ -298,7 +346,11 @@ class Worker:
         for lst in self.listeners:
             try:
                 if want:
-                    self.ep.register(lst.fd, LISTEN_EVENTS)
+                    try:
+                        self.ep.register(lst.fd, LISTEN_EVENTS)
+                    except FileExistsError:     # rotating: leave, then rejoin at the back
+                        self.ep.unregister(lst.fd)
+                        self.ep.register(lst.fd, LISTEN_EVENTS)
                 else:
                     self.ep.unregister(lst.fd)
             except (OSError, ValueError):
@@ -330,6 +382,12 @@ class Worker:
             # The request often arrives with the connection: try it at once.
             self._read(conn)
         with self.lock:
+            if s.multiprocess and self.accepting:
+                # EPOLLEXCLUSIVE wakes the first idle waiter on the listener's
+                # queue, so one worker would take every connection while it
+                # keeps up. Re-registering moves this worker to the back of
+                # the queue: idle workers take turns (gunicorn #3433).
+                self.accepting = False
             self._update_accepting()
 
     def _arm(self, conn: Conn) -> None:
@@ -451,13 +509,14 @@ class Worker:
                 self._close(conn)
 
     def _close_idle(self) -> None:
+        """Close kept-alive connections between requests (graceful stop)."""
         for conn in list(self.conns.values()):
-            if conn.waiting and (conn.http.idle or conn.lingering):
+            if conn.waiting and (conn.lingering or (conn.served and conn.http.idle)):
                 self._close(conn)
 
     # -- the pool's side: run the app, answer pipelined requests -----------
 
-    def _thread_main(self) -> None:
+    def _thread_main(self, index: int) -> None:
         get = self.queue.get
         while True:
             item = get()
@@ -465,7 +524,7 @@ class Worker:
                 return
             conn, req = item
             try:
-                self._serve(conn, req)
+                self._serve(conn, req, index)
             except BaseException:
                 log.exception("unexpected error serving a connection")
                 self._close(conn)
@@ -475,21 +534,30 @@ class Worker:
                     if not self.accepting:
                         self._update_accepting()
 
-    def _serve(self, conn: Conn, req: Request | None) -> None:
+    def _serve(self, conn: Conn, req: Request | None, index: int) -> None:
         app = self.app
         http = conn.http
+        current = self.current
         while req is not None:
             head = req.head
+            current[index] = (time.monotonic(), head)
             exchange = Exchange(conn.writer, head.method, head.version,
                                 head.keep_alive, self)
+            environ = make_environ(req, conn.base, conn.peer)
             try:
-                keep = run_app(app, make_environ(req, conn.base, conn.peer), exchange)
+                if self.pre_request is not None:
+                    self._call_hook(self.pre_request, environ)
+                keep = run_app(app, environ, exchange)
+                if self.post_request is not None:
+                    self._call_hook(self.post_request, environ, exchange.status)
             except OSError as e:
                 log.debug("client %s gone while writing: %s", conn.peer[0], e)
                 keep = False
             finally:
+                current[index] = None
                 req.body.close()
             self.requests += 1
+            conn.served = True
             if not keep or self.stopping:
                 self._close(conn)
                 return
@@ -509,6 +577,12 @@ class Worker:
                 self._close(conn)
                 return
         self._arm(conn)
+
+    def _call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
+        try:
+            hook(self.hook_view, *args)
+        except Exception:
+            log.exception("a request hook raised; carrying on")
 
     def _reject_from_thread(self, conn: Conn, err: HTTPError) -> None:
         conn.http.close()

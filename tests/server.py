@@ -1,8 +1,9 @@
 """Start a real prefork process for a test and talk to it over raw sockets.
 
 The server is started as ``python -m prefork start APP --bind 127.0.0.1:0 ...``.
-It prints ``Listening at: http://HOST:PORT`` to stderr once it accepts; that
-line gives the port. Every process is stopped (TERM, then KILL) when the test
+It prints ``Listening at: http://HOST:PORT`` once bound (that line gives the
+port) and ``Ready: N workers serving`` once every worker has booted; by
+default a test starts talking after the second. Every process is stopped (TERM, then KILL) when the test
 ends, so nothing is left behind.
 """
 
@@ -22,13 +23,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTEN_RE = re.compile(r"Listening at: http://(\[[^\]]+\]|[^:\s]+):(\d+)")
+READY_RE = r"Ready: \d+ workers serving"
 
 
 class ServerProcess:
     """A running prefork; ``log`` accumulates everything it printed."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None,
-                 cwd: str | os.PathLike[str] | None = None, startup_timeout: float = 15.0):
+                 cwd: str | os.PathLike[str] | None = None, startup_timeout: float = 15.0,
+                 wait_ready: bool = True):
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT), str(ROOT / "tests" / "apps"), full_env.get("PYTHONPATH", "")]
@@ -46,6 +49,12 @@ class ServerProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.host, self.port = self._wait_listening(startup_timeout)
+        if wait_ready:
+            try:
+                self.wait_for_log(READY_RE, startup_timeout)
+            except AssertionError:
+                self.stop()
+                raise
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -115,10 +124,14 @@ class ServerProcess:
 
 @contextmanager
 def running(app: str | None = None, *args: str, env: dict[str, str] | None = None,
-            cwd: str | os.PathLike[str] | None = None) -> Iterator[ServerProcess]:
+            cwd: str | os.PathLike[str] | None = None, wait_ready: bool = True
+            ) -> Iterator[ServerProcess]:
     """``with running("app_module:app", "--threads", "2") as srv: ...``"""
-    argv = ["start"] + ([app] if app else []) + ["--bind", "127.0.0.1:0", *args]
-    srv = ServerProcess(argv, env=env, cwd=cwd)
+    # One worker unless the test asks for more: fewer processes, and the
+    # single-worker behaviour (accept gating, ...) is what most tests check.
+    extra = [] if "--workers" in args else ["--workers", "1"]
+    argv = ["start"] + ([app] if app else []) + ["--bind", "127.0.0.1:0", *extra, *args]
+    srv = ServerProcess(argv, env=env, cwd=cwd, wait_ready=wait_ready)
     try:
         yield srv
     finally:
@@ -226,3 +239,83 @@ def request(srv: ServerProcess, raw: bytes, method: str = "GET") -> Response:
 def get(srv: ServerProcess, path: str = "/", headers: str = "") -> Response:
     raw = f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n".encode("latin-1")
     return request(srv, raw)
+
+
+class LoadLoop:
+    """A bounded client load in background threads, for "zero lost requests" tests.
+
+    Each thread sends requests until ``stop()`` (or ``max_seconds``), half of them
+    on a kept-alive connection and half on fresh ones. A request counts as lost
+    when a fresh connection fails or a response is cut short. A kept-alive
+    connection the server closed before answering (it was idle when its worker
+    retired) is retried on a new connection, as HTTP clients do (RFC 9112 §9.3.1).
+    """
+
+    def __init__(self, srv: ServerProcess, path: str = "/hello", threads: int = 4,
+                 max_seconds: float = 30.0):
+        self.srv, self.path = srv, path
+        self.ok = 0
+        self.bodies: list[bytes] = []
+        self.lost: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._deadline = time.monotonic() + max_seconds
+        self._threads = [threading.Thread(target=self._run, args=(i % 2 == 0,), daemon=True)
+                         for i in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _one(self, sock: socket.socket, reader: HTTPReader) -> Response:
+        sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: load\r\n\r\n".encode())
+        return reader.read_response()
+
+    def _record(self, r: Response) -> None:
+        with self._lock:
+            if r.status == 200:
+                self.ok += 1
+                if len(self.bodies) < 100000:
+                    self.bodies.append(r.body)
+            else:
+                self.lost.append(f"status {r.status}: {r.body[:200]!r}")
+
+    def _fresh(self) -> tuple[socket.socket, HTTPReader]:
+        s = socket.create_connection((self.srv.host, self.srv.port), timeout=10)
+        return s, HTTPReader(s)
+
+    def _run(self, keepalive: bool) -> None:
+        sock = reader = None
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            reused = sock is not None
+            try:
+                if sock is None:
+                    sock, reader = self._fresh()
+                assert reader is not None
+                r = self._one(sock, reader)
+            except (EOFError, ConnectionResetError, BrokenPipeError) as e:
+                partial = reader is not None and reader.buf
+                if sock is not None:
+                    sock.close()
+                sock = reader = None
+                if reused and not partial:
+                    continue    # idle kept-alive connection closed under us: retry
+                with self._lock:
+                    self.lost.append(f"{type(e).__name__}: {e}")
+                continue
+            except OSError as e:
+                if sock is not None:
+                    sock.close()
+                sock = reader = None
+                with self._lock:
+                    self.lost.append(f"{type(e).__name__}: {e}")
+                continue
+            self._record(r)
+            if not keepalive or r.header("connection") == "close":
+                sock.close()
+                sock = reader = None
+        if sock is not None:
+            sock.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)

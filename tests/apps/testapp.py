@@ -95,3 +95,22 @@ def app(environ, start_response):
         return Body()
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found"]
+
+
+
+_hoard = []
+
+
+def control(environ, start_response):
+    """Paths that misbehave on purpose, for the master's tests."""
+    path = environ["PATH_INFO"]
+    if path == "/hoard":
+        _hoard.append(bytearray(150 * 1024 * 1024))
+        for i in range(0, len(_hoard[-1]), 4096):
+            _hoard[-1][i] = 1
+    elif path == "/exit":
+        os._exit(7)
+    else:
+        return app(environ, start_response)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]

@@ -1,0 +1,710 @@
+"""The master: binds the sockets, forks the workers, and keeps them right.
+
+It never parses HTTP and never runs the application after forking (with
+``preload`` it imports the app once, before the first fork). Its loop is:
+
+    wait for a signal or 0.25 s -> handle queued signals -> reap exited
+    workers -> check the scoreboard (boot, heartbeat, request age, recycling)
+    -> start or stop workers to match the wanted count
+
+Signal handlers only queue the signal and wake the loop; everything happens
+in the loop, in order.
+
+Replacing a worker — recycling (max_requests, lifetime, memory), a request
+that ran past ``request_timeout``, a reload — always starts the new worker
+first and retires the old one only when the new one is ready, so capacity
+never dips. At most ``max_recycling`` recyclings run at once.
+
+A reload (HUP) boots one *canary* of the new generation first: when it fails
+to import the app or dies, the old workers go on serving and the error is
+logged. With ``preload`` the app lives in the master, so HUP re-executes the
+master the way USR2 does.
+"""
+
+from __future__ import annotations
+
+import errno
+import faulthandler
+import gc
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import sockets
+from .app import AppImportError, load_app
+from .config import Config
+from .hooks import Hooks, ServerView, WorkerView
+from .scoreboard import BOOTING, READY, Scoreboard, Slot
+from .worker import Worker
+
+log = logging.getLogger("prefork.error")
+
+WORKER_BOOT_ERROR = 3       # a worker's exit status when the app cannot be loaded
+MASTER_BOOT_ERROR = 3       # the master's, when workers keep failing to boot
+LOOP_INTERVAL = 0.25
+KILL_GRACE = 2.0            # after ABRT or a missed graceful deadline, then KILL
+CRASH_WINDOW = 5.0          # a worker dying this soon after its start counts as a boot failure
+MEMORY_CHECK_INTERVAL = 1.0
+
+SIGNAL_NAMES = {getattr(signal, n): n for n in dir(signal)
+                if n.startswith("SIG") and not n.startswith("SIG_")}
+
+
+class WorkerProcess:
+    """The master's record of one worker."""
+
+    def __init__(self, pid: int, number: int, generation: int, slot: int):
+        self.pid = pid
+        self.number = number
+        self.generation = generation
+        self.slot = slot
+        self.spawned = time.monotonic()
+        self.ready_since: float | None = None
+        self.retiring = False          # TERM sent: finishing its requests
+        self.retired_at = 0.0
+        self.kill_at: float | None = None
+        self.aborted = False           # ABRT sent after a missed heartbeat
+        self.replaced_by: int | None = None   # pid of the worker booting to replace it
+        self.replacing: int | None = None     # pid of the worker this one will replace
+        self.max_requests = 0
+        self.max_lifetime = 0.0
+        self.why_replace = ""
+
+    def view(self, exit_code: int | None = None) -> WorkerView:
+        return WorkerView(self.pid, self.number, self.generation, exit_code)
+
+
+class Master:
+    """Supervises workers until stopped. ``run()`` returns the exit status."""
+
+    def __init__(self, cfg: Config, app_spec: str | None = None,
+                 app: Callable[..., Any] | None = None,
+                 listeners: list[socket.socket] | None = None,
+                 argv: list[str] | None = None,
+                 reload_config: Callable[[], Config] | None = None):
+        self.cfg = cfg
+        self.app_spec = app_spec
+        self.app = app                  # given (embedding) or preloaded
+        self.app_given = app is not None
+        self.listeners = listeners or []
+        self.argv = argv                # for re-exec (USR2); None when embedded
+        self.reload_config = reload_config
+        self.pid = os.getpid()
+        self.workers: dict[int, WorkerProcess] = {}
+        self.wanted = cfg.workers
+        self.generation = 1
+        self.reload_generation: int | None = None   # generation of a running canary
+        self.canary: int | None = None
+        self.next_number = 1
+        self.boot_failures = 0
+        self.last_boot_error = ""
+        self.spawn_after = 0.0
+        self.signals: deque[int] = deque()
+        self.stopping: str | None = None   # "graceful" or "fast"
+        self.stop_deadline = 0.0
+        self.exit_code = 0
+        self.announced_ready = False
+        self.upgrade_pid: int | None = None
+        self.upgrade_pipe: int | None = None
+        self.last_memory_check = 0.0
+        self.hooks = Hooks(cfg)
+        self.board: Scoreboard | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        self.on_ready: list[Callable[[], None]] = []
+        self.pending_cfg = cfg
+        self.addresses: tuple[str, ...] = ()
+        self.daemonized = False         # set by daemon mode; WINCH only acts then
+
+    # -- views for hooks ---------------------------------------------------
+
+    def view(self) -> ServerView:
+        return ServerView(self.pid, self.app_spec or "prefork.demo:application", self.wanted,
+                          self.generation, self.addresses)
+
+    # -- start-up ----------------------------------------------------------
+
+    def setup(self) -> None:
+        self.hooks.call("on_starting", self.view())
+        if not self.listeners:
+            inherited = sockets.inherited_from_env()
+            self.listeners = inherited or [
+                sockets.bind(addr, self.cfg.backlog, self.cfg.reuse_port,
+                             self.cfg.unix_socket_mode) for addr in self.cfg.bind]
+        self.addresses = tuple(sockets.describe(sock) for sock in self.listeners)
+        for address in self.addresses:
+            log.info("Listening at: %s", address)
+        if self.cfg.preload and self.app is None:
+            self.app = load_app(self.app_spec)
+            gc.collect()
+            # Objects made so far stay out of the collector's way, so its
+            # passes in the workers don't write to (and un-share) their pages.
+            gc.freeze()
+        self.board = Scoreboard(max(64, self.cfg.workers * 4))
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
+                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
+                    signal.SIGWINCH, signal.SIGCHLD):
+            signal.signal(sig, self._on_signal)
+        _set_title(f"prefork: master [{self.app_spec or 'demo'}]")
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if signum != signal.SIGCHLD:
+            self.signals.append(signum)
+        # set_wakeup_fd has already written a byte: the loop wakes up.
+
+    # -- the loop ----------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self.setup()
+        except (OSError, AppImportError) as e:
+            log.error("%s", e.strerror if isinstance(e, OSError) and e.strerror else e)
+            return 1 if isinstance(e, OSError) else MASTER_BOOT_ERROR
+        log.info("Master %d started: %d workers, %d threads each", self.pid, self.wanted,
+                 self.cfg.threads)
+        try:
+            self._manage()
+            while True:
+                self._sleep()
+                while self.signals:
+                    self._handle_signal(self.signals.popleft())
+                self._reap()
+                if self.stopping:
+                    if not self.workers:
+                        break
+                    self._enforce_stop_deadline()
+                    continue
+                self._check_workers()
+                self._manage()
+        finally:
+            self._cleanup()
+        return self.exit_code
+
+    def _sleep(self) -> None:
+        fds = [self._wake_r] + ([self.upgrade_pipe] if self.upgrade_pipe is not None else [])
+        try:
+            ready, _, _ = select.select(fds, [], [], LOOP_INTERVAL)
+        except InterruptedError:
+            return
+        if self._wake_r in ready:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        if self.upgrade_pipe is not None and self.upgrade_pipe in ready:
+            self._upgrade_progress()
+
+    def _cleanup(self) -> None:
+        self.hooks.call("on_exit", self.view())
+        signal.set_wakeup_fd(-1)
+        for sock in self.listeners:
+            try:
+                if sock.family == socket.AF_UNIX and self.upgrade_pid is None:
+                    sockets.unlink_unix(sock)
+                sock.close()
+            except OSError:
+                pass
+        log.info("Shutting down: master %d", self.pid)
+
+    # -- signals -----------------------------------------------------------
+
+    def _handle_signal(self, sig: int) -> None:
+        name = SIGNAL_NAMES.get(sig, str(sig))
+        if sig == signal.SIGTERM:
+            self.stop(graceful=True)
+        elif sig in (signal.SIGINT, signal.SIGQUIT):
+            self.stop(graceful=False)
+        elif sig == signal.SIGHUP:
+            self.reload()
+        elif sig == signal.SIGTTIN:
+            self._set_wanted(self.wanted + 1)
+        elif sig == signal.SIGTTOU:
+            if self.wanted > 1:
+                self._set_wanted(self.wanted - 1)
+        elif sig == signal.SIGUSR1:
+            log.info("Handling signal: USR1 (reopening log files)")
+            self._signal_workers(signal.SIGUSR1)
+        elif sig == signal.SIGUSR2:
+            self.upgrade()
+        elif sig == signal.SIGWINCH:
+            if self.daemonized:
+                log.info("Handling signal: WINCH (stopping workers, keeping the master)")
+                self._set_wanted(0)
+            else:
+                log.debug("ignoring WINCH: not daemonized")
+        else:
+            log.debug("ignoring signal %s", name)
+
+    def _set_wanted(self, n: int) -> None:
+        old, self.wanted = self.wanted, n
+        log.info("Number of workers: %d -> %d", old, n)
+        self.hooks.call("nworkers_changed", self.view(), n, old)
+
+    def stop(self, graceful: bool = True) -> None:
+        if self.stopping == "fast" or (self.stopping and graceful):
+            return
+        self.stopping = "graceful" if graceful else "fast"
+        log.info("Handling signal: %s (%s stop)", "TERM" if graceful else "INT/QUIT",
+                 self.stopping)
+        sig = signal.SIGTERM if graceful else signal.SIGQUIT
+        wait = self.cfg.graceful_timeout if graceful else 1.0
+        self.stop_deadline = time.monotonic() + wait + 1.0
+        for w in self.workers.values():
+            w.retiring = True
+            self._kill(w.pid, sig)
+
+    def _enforce_stop_deadline(self) -> None:
+        if time.monotonic() < self.stop_deadline:
+            return
+        for w in list(self.workers.values()):
+            if w.kill_at is None:
+                log.warning("worker %d did not stop in time; killing it", w.pid)
+                self._kill(w.pid, signal.SIGKILL)
+                w.kill_at = time.monotonic()
+
+    def _signal_workers(self, sig: int) -> None:
+        for w in self.workers.values():
+            self._kill(w.pid, sig)
+
+    def _kill(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    # -- spawning ----------------------------------------------------------
+
+    def spawn(self, generation: int | None = None, cfg: Config | None = None) -> WorkerProcess | None:
+        assert self.board is not None
+        cfg = cfg or self.cfg
+        generation = generation or self.generation
+        number = self.next_number
+        self.next_number += 1
+        try:
+            slot = self.board.claim(0, number, generation)
+        except RuntimeError as e:
+            log.error("cannot start a worker: %s", e)
+            return None
+        view = WorkerView(0, number, generation)
+        self.hooks.call("pre_fork", self.view(), view)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = self._worker_main(cfg, slot, number, generation)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                log.exception("worker %d crashed", os.getpid())
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.board.set_pid(slot, pid)
+        w = WorkerProcess(pid, number, generation, slot)
+        if cfg.max_requests:
+            w.max_requests = cfg.max_requests + random.randint(0, cfg.max_requests_jitter)
+        if cfg.max_worker_lifetime:
+            w.max_lifetime = cfg.max_worker_lifetime * (1 + random.uniform(0, 0.1))
+        self.workers[pid] = w
+        log.info("Booting worker %d (pid %d, generation %d)", number, pid, generation)
+        return w
+
+    def _worker_main(self, cfg: Config, slot_index: int, number: int, generation: int) -> int:
+        """Runs in the forked child; returns its exit status."""
+        from .server import worker_settings
+
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, lambda *_: None)   # log reopen: nothing to reopen yet
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self.upgrade_pipe is not None:
+            os.close(self.upgrade_pipe)
+        random.seed()
+        # The master asks for stacks with USR2 (request_timeout) and ABRT
+        # (heartbeat timeout). faulthandler writes them from C, so they come
+        # out even when the loop is stuck holding the GIL.
+        faulthandler.register(signal.SIGUSR2, all_threads=True, chain=False)
+        _set_title(f"prefork: worker {number} [{self.app_spec or 'demo'}]")
+        me = WorkerView(os.getpid(), number, generation)
+        self.hooks.call("post_fork", self.view(), me)
+        app = self.app
+        if app is None:
+            try:
+                app = load_app(self.app_spec)
+            except AppImportError as e:
+                log.error("worker %d: %s", os.getpid(), e)
+                return WORKER_BOOT_ERROR
+            except BaseException:
+                log.exception("worker %d: the application failed to import", os.getpid())
+                return WORKER_BOOT_ERROR
+        assert self.board is not None
+        worker = Worker(app, self.listeners, worker_settings(cfg),
+                        slot=Slot(self.board, slot_index), parent_pid=self.pid)
+        worker.install_signals()
+        hooks = self.hooks
+
+        def on_abort(*_: Any) -> None:
+            # The stacks were already written on the USR2 sent just before.
+            hooks.call("worker_abort", me)
+            os._exit(1)
+
+        def on_int(*_: Any) -> None:
+            hooks.call("worker_int", me)
+            worker.stop(graceful=False)
+
+        signal.signal(signal.SIGABRT, on_abort)
+        signal.signal(signal.SIGINT, on_int)
+        signal.signal(signal.SIGQUIT, on_int)
+        worker.pre_request = hooks.get("pre_request")
+        worker.post_request = hooks.get("post_request")
+        worker.hook_view = me
+        hooks.call("post_worker_init", me)
+        worker.run()
+        hooks.call("worker_exit", self.view(), me)
+        return 0
+
+    # -- reaping -----------------------------------------------------------
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.upgrade_pid:
+                self._upgrade_child_exited(status)
+                continue
+            w = self.workers.pop(pid, None)
+            if w is None:
+                continue
+            assert self.board is not None
+            self.board.free(w.slot)
+            code = os.waitstatus_to_exitcode(status)
+            self.hooks.call("child_exit", self.view(), w.view(code))
+            self._worker_exited(w, code)
+
+    def _worker_exited(self, w: WorkerProcess, code: int) -> None:
+        expected = w.retiring or self.stopping
+        if code < 0:
+            how = f"was killed by {SIGNAL_NAMES.get(-code, -code)}"
+            if code == -signal.SIGKILL and w.kill_at is None and not w.aborted:
+                how += " (not by prefork: perhaps out of memory?)"
+        else:
+            how = f"exited with status {code}"
+        if expected and code in (0, -signal.SIGTERM, -signal.SIGKILL):
+            log.info("Worker %d (pid %d) stopped", w.number, w.pid)
+        elif w.aborted:
+            log.error("Worker %d (pid %d) %s after it timed out", w.number, w.pid, how)
+        else:
+            log.error("Worker %d (pid %d) %s%s", w.number, w.pid, how,
+                      " while booting" if w.ready_since is None else "")
+        # Unlink from a replacement pair.
+        if w.replaced_by is not None and w.replaced_by in self.workers:
+            self.workers[w.replaced_by].replacing = None
+        if w.replacing is not None and w.replacing in self.workers:
+            old = self.workers[w.replacing]
+            old.replaced_by = None
+        if w.pid == self.canary:
+            self._canary_failed(f"the new worker {how}")
+            return
+        failed_boot = w.ready_since is None and not expected
+        crashed_early = (not expected and time.monotonic() - w.spawned < CRASH_WINDOW)
+        if failed_boot or crashed_early:
+            self.boot_failures += 1
+            self.last_boot_error = (f"worker {how}" + (" while booting" if failed_boot else
+                                                       " right after booting"))
+            if code == WORKER_BOOT_ERROR:
+                self.last_boot_error = "the application failed to load (see the error above)"
+            if self.boot_failures >= self.cfg.max_boot_failures:
+                log.critical("Workers failed to boot %d times in a row (%s); stopping. "
+                             "Fix the error and start again.", self.boot_failures,
+                             self.last_boot_error)
+                self.exit_code = MASTER_BOOT_ERROR
+                self.stop(graceful=True)
+                return
+            delay = min(0.1 * 2 ** self.boot_failures, 10.0)
+            log.warning("Worker failed to boot (%d in a row); next try in %.1f s",
+                        self.boot_failures, delay)
+            self.spawn_after = time.monotonic() + delay
+
+    # -- checks: boot, heartbeat, request age, recycling ------------------
+
+    def _check_workers(self) -> None:
+        assert self.board is not None
+        now = time.monotonic()
+        cfg = self.cfg
+        check_memory = cfg.max_worker_memory and now - self.last_memory_check >= MEMORY_CHECK_INTERVAL
+        if check_memory:
+            self.last_memory_check = now
+        for w in list(self.workers.values()):
+            slot = self.board.read(w.slot)
+            if w.kill_at is not None:
+                if now - w.kill_at > KILL_GRACE:
+                    self._kill(w.pid, signal.SIGKILL)
+                continue
+            if w.retiring:
+                if w.retired_at and now - w.retired_at > cfg.graceful_timeout + KILL_GRACE:
+                    log.warning("worker %d (pid %d) outlived graceful_timeout; killing it",
+                                w.number, w.pid)
+                    self._kill(w.pid, signal.SIGKILL)
+                    w.kill_at = now
+                continue
+            if slot.state == BOOTING:
+                if now - w.spawned > cfg.timeout:
+                    log.error("Worker %d (pid %d) did not boot within %g s; killing it",
+                              w.number, w.pid, cfg.timeout)
+                    self._abort(w)
+                continue
+            if w.ready_since is None and slot.state == READY:
+                w.ready_since = now
+                self._worker_ready(w)
+            if w.ready_since is None:
+                continue
+            silent = now - slot.heartbeat
+            if silent > cfg.timeout:
+                log.critical("WORKER TIMEOUT: worker %d (pid %d) has not beaten for %.1f s "
+                             "(timeout=%g); its stacks follow%s", w.number, w.pid, silent,
+                             cfg.timeout, f"; oldest request: {slot.oldest_request}"
+                             if slot.oldest_request else "")
+                self._abort(w)
+                continue
+            if w.replaced_by is not None:
+                continue
+            if cfg.request_timeout and slot.oldest_start and now - slot.oldest_start > cfg.request_timeout:
+                log.error("Worker %d (pid %d): request %r has run for %.1f s (request_timeout=%g); "
+                          "its stacks follow, and the worker will be replaced", w.number, w.pid,
+                          slot.oldest_request, now - slot.oldest_start, cfg.request_timeout)
+                self._kill(w.pid, signal.SIGUSR2)
+                self._replace(w, "request timeout", urgent=True)
+                continue
+            if w.generation < self.generation and self.reload_generation is None:
+                self._replace(w, "reload", urgent=True)
+            elif w.max_requests and slot.requests >= w.max_requests:
+                self._replace(w, f"served {slot.requests} requests (max_requests)")
+            elif w.max_lifetime and now - w.spawned >= w.max_lifetime:
+                self._replace(w, f"lived {now - w.spawned:.0f} s (max_worker_lifetime)")
+            elif check_memory:
+                rss = _rss(w.pid)
+                if rss > cfg.max_worker_memory * 1024 * 1024:
+                    self._replace(w, f"uses {rss / 1048576:.0f} MiB (max_worker_memory)")
+
+    def _abort(self, w: WorkerProcess) -> None:
+        w.aborted = True
+        w.kill_at = time.monotonic()
+        self._kill(w.pid, signal.SIGUSR2)   # stacks from C, whatever state it is in
+        self._kill(w.pid, signal.SIGABRT)   # then the worker_abort hook, and exit
+
+    def _replace(self, w: WorkerProcess, why: str, urgent: bool = False) -> None:
+        """Start a worker to take over from ``w``; retire ``w`` once it is ready."""
+        recycling = sum(1 for x in self.workers.values() if x.replaced_by is not None)
+        if not urgent and recycling >= self.cfg.max_recycling:
+            return    # wait for a running recycle to finish
+        if time.monotonic() < self.spawn_after:
+            return
+        new = self.spawn()
+        if new is None:
+            return
+        log.info("Replacing worker %d (pid %d): %s", w.number, w.pid, why)
+        w.replaced_by = new.pid
+        w.why_replace = why
+        new.replacing = w.pid
+
+    def _worker_ready(self, w: WorkerProcess) -> None:
+        log.info("Worker %d (pid %d) ready", w.number, w.pid)
+        self.boot_failures = 0
+        if w.pid == self.canary:
+            self._canary_ready(w)
+        if w.replacing is not None:
+            old = self.workers.get(w.replacing)
+            w.replacing = None
+            if old is not None:
+                self._retire(old)
+        if not self.announced_ready and self._all_ready():
+            self.announced_ready = True
+            log.info("Ready: %d workers serving", self.wanted)
+            self.hooks.call("when_ready", self.view())
+            announce_upgrade_ready()
+            for fn in self.on_ready:
+                fn()
+
+    def _all_ready(self) -> bool:
+        current = [w for w in self.workers.values() if not w.retiring and w.replaced_by is None
+                   and w.generation == self.generation]
+        return len(current) >= self.wanted and all(w.ready_since is not None for w in current)
+
+    def _retire(self, w: WorkerProcess) -> None:
+        w.retiring = True
+        w.replaced_by = None
+        w.retired_at = time.monotonic()
+        self._kill(w.pid, signal.SIGTERM)
+
+    def _manage(self) -> None:
+        """Start or retire workers so that ``wanted`` are serving."""
+        serving = [w for w in self.workers.values() if not w.retiring and w.replaced_by is None
+                   and w.pid != self.canary]
+        missing = self.wanted - len(serving)
+        if missing > 0:
+            if time.monotonic() < self.spawn_after:
+                return
+            # After a boot failure, one at a time until one boots.
+            for _ in range(1 if self.boot_failures else missing):
+                self.spawn()
+        elif missing < 0:
+            for w in sorted(serving, key=lambda x: x.spawned)[:-missing]:
+                log.info("Retiring worker %d (pid %d): fewer workers wanted", w.number, w.pid)
+                self._retire(w)
+
+    # -- reload (HUP) --------------------------------------------------------
+
+    def reload(self) -> None:
+        log.info("Handling signal: HUP (reload)")
+        self.hooks.call("on_reload", self.view())
+        if self.canary is not None:
+            log.warning("a reload is already in progress; ignoring HUP")
+            return
+        if self.cfg.preload or self.app_given:
+            if self.argv is None:
+                log.error("reload: the app was given in-process (preloaded or embedded) and "
+                          "prefork cannot re-exec this program; restart it instead")
+                return
+            log.info("reload: the app is preloaded in the master; re-executing the master")
+            self.upgrade()
+            return
+        new_cfg = self.cfg
+        if self.reload_config is not None:
+            try:
+                new_cfg = self.reload_config()
+            except Exception as e:
+                log.error("reload failed: the new configuration is invalid: %s; "
+                          "keeping the current workers", e)
+                return
+        self.pending_cfg = new_cfg
+        gen = self.generation + 1
+        canary = self.spawn(gen, new_cfg)
+        if canary is None:
+            return
+        self.canary = canary.pid
+        self.reload_generation = gen
+        log.info("reload: booting a canary worker (pid %d) of generation %d", canary.pid, gen)
+
+    def _canary_ready(self, w: WorkerProcess) -> None:
+        log.info("reload: the canary booted; replacing the generation %d workers",
+                 self.generation)
+        new_cfg = self.pending_cfg
+        if new_cfg.workers != self.cfg.workers:
+            self._set_wanted(new_cfg.workers)
+        self.cfg = new_cfg
+        self.hooks = Hooks(new_cfg) if new_cfg is not self.cfg else self.hooks
+        self.generation = self.reload_generation or self.generation
+        self.reload_generation = None
+        self.canary = None
+        self.announced_ready = False
+        # The canary takes the place of one old worker.
+        old = [x for x in self.workers.values()
+               if x.generation < self.generation and not x.retiring and x.replaced_by is None]
+        if old:
+            oldest = min(old, key=lambda x: x.spawned)
+            self._retire(oldest)
+
+    def _canary_failed(self, why: str) -> None:
+        log.error("reload failed: %s; the current workers keep serving", why)
+        self.canary = None
+        self.reload_generation = None
+
+    # -- upgrade (USR2): a new master from the current executable ----------
+
+    def upgrade(self) -> None:
+        if self.upgrade_pid is not None:
+            log.warning("an upgrade is already in progress; ignoring")
+            return
+        if self.argv is None:
+            log.error("upgrade: prefork was started from Python, not from the prefork "
+                      "command; it cannot re-exec itself")
+            return
+        r, w = os.pipe()
+        fds = [s.fileno() for s in self.listeners]
+        env = dict(os.environ, PREFORK_FDS=",".join(map(str, fds)), PREFORK_UPGRADE_FD=str(w))
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                for fd in fds + [w]:
+                    os.set_inheritable(fd, True)
+                os.execve(sys.executable, [sys.executable, "-m", "prefork", *self.argv], env)
+            finally:
+                os._exit(127)
+        os.close(w)
+        os.set_blocking(r, False)
+        self.upgrade_pid = pid
+        self.upgrade_pipe = r
+        log.info("Upgrade: started a new master (pid %d); this one retires once it is ready", pid)
+
+    def _upgrade_progress(self) -> None:
+        assert self.upgrade_pipe is not None
+        try:
+            data = os.read(self.upgrade_pipe, 64)
+        except BlockingIOError:
+            return
+        if data.startswith(b"ready"):
+            log.info("Upgrade: the new master (pid %d) is ready; retiring", self.upgrade_pid)
+            os.close(self.upgrade_pipe)
+            self.upgrade_pipe = None
+            self.stop(graceful=True)
+        elif not data:
+            os.close(self.upgrade_pipe)
+            self.upgrade_pipe = None
+            log.error("Upgrade failed: the new master (pid %d) exited before it was ready; "
+                      "this master keeps serving", self.upgrade_pid)
+
+    def _upgrade_child_exited(self, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if self.upgrade_pipe is not None:
+            log.error("Upgrade failed: the new master exited with status %d", code)
+            os.close(self.upgrade_pipe)
+            self.upgrade_pipe = None
+        self.upgrade_pid = None
+
+
+def announce_upgrade_ready() -> None:
+    """In a master started by USR2: tell the old master this one is serving."""
+    fd = os.environ.pop("PREFORK_UPGRADE_FD", None)
+    if fd is None:
+        return
+    try:
+        os.write(int(fd), b"ready\n")
+        os.close(int(fd))
+    except OSError as e:
+        if e.errno != errno.EBADF:
+            log.warning("could not tell the old master that the upgrade is ready: %s", e)
+
+
+def _rss(pid: int) -> int:
+    try:
+        import psutil
+        return int(psutil.Process(pid).memory_info().rss)
+    except Exception:
+        return 0
+
+
+def _set_title(title: str) -> None:
+    try:
+        import setproctitle
+        setproctitle.setproctitle(title)
+    except ImportError:
+        pass

@@ -1,0 +1,335 @@
+"""The master with real worker processes and real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from server import HTTPReader, LoadLoop, ServerProcess, get, running
+
+
+def workers_of(srv: ServerProcess) -> list[int]:
+    try:
+        return sorted(p.pid for p in psutil.Process(srv.proc.pid).children()
+                      if p.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def test_forks_the_configured_number_of_workers_and_spreads_connections():
+    with running("testapp:app", "--workers", "3") as s:
+        pids = wait_until(lambda: len(workers_of(s)) == 3 and workers_of(s))
+        seen = {int(get(s, "/pid").body) for _ in range(60)}
+        assert seen <= set(pids) and len(seen) >= 2
+
+
+def test_sigkilled_worker_is_replaced_within_one_second():
+    with running("testapp:app", "--workers", "2") as s:
+        before = wait_until(lambda: len(workers_of(s)) == 2 and workers_of(s))
+        os.kill(before[0], signal.SIGKILL)
+        t0 = time.monotonic()
+        after = wait_until(lambda: (w := workers_of(s)) and len(w) == 2 and before[0] not in w and w,
+                           timeout=5, interval=0.01)
+        assert time.monotonic() - t0 < 1.0
+        s.wait_for_log(rf"\(pid {before[0]}\) was killed by SIGKILL \(not by prefork: perhaps out of memory\?\)")
+        assert before[1] in after
+        assert get(s, "/hello").status == 200
+
+
+def test_worker_that_exits_is_replaced_and_other_requests_unaffected():
+    with running("testapp:control", "--workers", "1") as s:
+        with pytest.raises((EOFError, ConnectionResetError)):
+            get(s, "/exit")
+        s.wait_for_log(r"exited with status 7")
+        wait_until(lambda: get(s, "/hello").status == 200)
+
+
+def test_ttin_and_ttou_change_the_worker_count():
+    with running("testapp:app", "--workers", "1") as s:
+        wait_until(lambda: len(workers_of(s)) == 1)
+        # Unix does not queue a signal sent twice before it is handled: wait in between.
+        s.signal(signal.SIGTTIN)
+        wait_until(lambda: len(workers_of(s)) == 2)
+        s.signal(signal.SIGTTIN)
+        wait_until(lambda: len(workers_of(s)) == 3)
+        s.signal(signal.SIGTTOU)
+        wait_until(lambda: len(workers_of(s)) == 2)
+        s.wait_for_log(r"Number of workers: 3 -> 2")
+
+
+def test_term_stops_gracefully_and_int_fast():
+    with running("testapp:app", "--workers", "2") as s:
+        c = s.connect()
+        c.sendall(b"GET /sleep?s=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        s.signal(signal.SIGTERM)
+        assert HTTPReader(c).read_response().body == b"slept"
+        assert s.proc.wait(10) == 0
+        c.close()
+    with running("testapp:app", "--workers", "2") as s:
+        pids = wait_until(lambda: len(workers_of(s)) == 2 and workers_of(s))
+        c = s.connect()
+        c.sendall(b"GET /sleep?s=20 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        s.signal(signal.SIGINT)
+        assert s.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 4
+        assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                       for p in pids)
+        c.close()
+
+
+def test_worker_whose_loop_hangs_gets_its_stack_dumped_and_is_replaced():
+    with running("stallapp:app", "--workers", "1", "--timeout", "2") as s:
+        stuck = int(get(s, "/stall-loop").body)
+        s.wait_for_log(rf"WORKER TIMEOUT: worker 1 \(pid {stuck}\) has not beaten", timeout=15)
+        s.wait_for_log(r"stuck_in_the_loop", timeout=10)
+        # faulthandler names the file and function where the loop hangs.
+        assert "stallapp.py" in s.log
+        new = wait_until(lambda: (w := workers_of(s)) and stuck not in w and w, timeout=10)
+        assert int(get(s, "/pid").body) in new
+
+
+def test_request_over_request_timeout_is_logged_with_stack_and_worker_replaced():
+    with running("testapp:app", "--workers", "1", "--request-timeout", "1",
+                 "--graceful-timeout", "1") as s:
+        old = wait_until(lambda: workers_of(s))[0]
+        c = s.connect()
+        c.sendall(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.wait_for_log(r"request 'GET /sleep\?s=30' has run for", timeout=10)
+        s.wait_for_log(r'File ".*testapp.py", line \d+ in app', timeout=5)
+        wait_until(lambda: (w := workers_of(s)) and old not in w, timeout=15)
+        assert get(s, "/hello").status == 200
+        c.close()
+
+
+def test_crash_loop_stops_with_a_clear_message(tmp_path):
+    (tmp_path / "VERSION").write_text("broken-1")
+    srv = ServerProcess(["start", "versioned:app", "--bind", "127.0.0.1:0", "--workers", "2",
+                         "--max-boot-failures", "3"], env={"VERSION_FILE": str(tmp_path / "VERSION")},
+                        wait_ready=False)
+    try:
+        code = srv.proc.wait(20)
+        assert code == 3
+        assert "RuntimeError: this deploy is broken: broken-1" in srv.log
+        assert "Workers failed to boot 3 times in a row" in srv.log
+        # Back-off: not a fork storm.
+        assert srv.log.count("Booting worker") <= 5
+    finally:
+        srv.stop()
+
+
+def test_hup_reloads_new_code_without_losing_requests(tmp_path):
+    version = tmp_path / "VERSION"
+    version.write_text("v1")
+    with running("versioned:app", "--workers", "2", env={"VERSION_FILE": str(version)}) as s:
+        assert get(s, "/").body.startswith(b"v1")
+        load = LoadLoop(s, "/", threads=4)
+        try:
+            time.sleep(0.5)
+            version.write_text("v2")
+            s.signal(signal.SIGHUP)
+            s.wait_for_log(r"reload: the canary booted")
+            wait_until(lambda: all(get(s, "/").body.startswith(b"v2") for _ in range(10)), timeout=15)
+            time.sleep(0.5)
+        finally:
+            load.stop()
+        assert load.lost == [] and load.ok > 100
+        assert any(b.startswith(b"v1") for b in load.bodies)
+        assert any(b.startswith(b"v2") for b in load.bodies)
+        wait_until(lambda: len(workers_of(s)) == 2, timeout=10)
+
+
+def test_hup_with_a_broken_app_keeps_the_old_workers_serving(tmp_path):
+    version = tmp_path / "VERSION"
+    version.write_text("v1")
+    with running("versioned:app", "--workers", "2", env={"VERSION_FILE": str(version)}) as s:
+        before = wait_until(lambda: len(workers_of(s)) == 2 and workers_of(s))
+        version.write_text("broken-2")
+        s.signal(signal.SIGHUP)
+        s.wait_for_log(r"reload failed: the new worker exited with status 3")
+        assert "RuntimeError: this deploy is broken: broken-2" in s.log
+        assert workers_of(s) == before
+        for _ in range(10):
+            assert get(s, "/").body.startswith(b"v1")
+        # The fix deploys on the next HUP.
+        version.write_text("v3")
+        s.signal(signal.SIGHUP)
+        wait_until(lambda: get(s, "/").body.startswith(b"v3"), timeout=15)
+
+
+def test_usr2_upgrades_the_master_without_losing_requests(tmp_path):
+    version = tmp_path / "VERSION"
+    version.write_text("v1")
+    with running("versioned:app", "--workers", "2", env={"VERSION_FILE": str(version)}) as s:
+        old_master = s.proc.pid
+        load = LoadLoop(s, "/", threads=4)
+        try:
+            time.sleep(0.5)
+            version.write_text("v2")
+            s.signal(signal.SIGUSR2)
+            m = s.wait_for_log(r"Upgrade: started a new master \(pid (\d+)\)")
+            new_master = int(m.group(1))
+            s.wait_for_log(r"Upgrade: the new master .* is ready; retiring", timeout=20)
+            assert s.proc.wait(15) == 0
+            wait_until(lambda: get(s, "/").body.startswith(b"v2"), timeout=10)
+            time.sleep(0.3)
+        finally:
+            load.stop()
+            try:
+                os.kill(new_master, signal.SIGTERM)
+                wait_until(lambda: not psutil.pid_exists(new_master)
+                           or psutil.Process(new_master).status() == psutil.STATUS_ZOMBIE, timeout=15)
+            except (ProcessLookupError, UnboundLocalError):
+                pass
+        assert new_master != old_master
+        assert load.lost == [] and load.ok > 100
+
+
+def test_max_requests_recycles_workers_one_at_a_time():
+    with running("testapp:app", "--workers", "2", "--max-requests", "20",
+                 "--max-requests-jitter", "5") as s:
+        first = set(wait_until(lambda: len(workers_of(s)) == 2 and workers_of(s)))
+        load = LoadLoop(s, "/pid", threads=2)
+        try:
+            wait_until(lambda: len({b for b in load.bodies}) >= 5, timeout=20)
+        finally:
+            load.stop()
+        assert load.lost == []
+        assert "served" in s.log and "(max_requests)" in s.log
+        assert not first & set(workers_of(s)) or len({b for b in load.bodies}) >= 5
+
+
+def test_max_worker_memory_replaces_a_worker_gracefully():
+    with running("testapp:control", "--workers", "1", "--max-worker-memory", "100") as s:
+        hog = int(get(s, "/hoard").body)
+        s.wait_for_log(rf"Replacing worker 1 \(pid {hog}\): uses \d+ MiB \(max_worker_memory\)",
+                       timeout=10)
+        wait_until(lambda: (w := workers_of(s)) and hog not in w, timeout=10)
+        assert int(get(s, "/pid").body) != hog
+
+
+def test_unix_socket_and_tcp_at_once(tmp_path):
+    path = tmp_path / "prefork.sock"
+    with running("testapp:app", "--bind", f"unix:{path}", "--unix-socket-mode", "660") as s:
+        assert oct(path.stat().st_mode & 0o777) == "0o660"
+        with socket.socket(socket.AF_UNIX) as u:
+            u.settimeout(5)
+            u.connect(str(path))
+            u.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert HTTPReader(u).read_response().body == b"Hello, World!"
+        assert get(s, "/hello").status == 200
+    assert not path.exists()
+
+
+def test_live_unix_socket_is_refused_and_stale_one_replaced(tmp_path):
+    path = tmp_path / "s.sock"
+    with running("testapp:app", "--bind", f"unix:{path}") as s:
+        proc = subprocess.run([sys.executable, "-m", "prefork", "start", "testapp:app", "--bind",
+                               f"unix:{path}"], capture_output=True, text=True, timeout=30,
+                              env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent / "apps")))
+        assert proc.returncode == 1
+        assert "is in use by a running server" in proc.stderr
+        assert get(s, "/hello").status == 200
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()   # the file stays, nobody listens
+    with running("testapp:app", "--bind", f"unix:{path}") as s:
+        with socket.socket(socket.AF_UNIX) as u:
+            u.connect(str(path))
+            u.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert HTTPReader(u).read_response().status == 200
+
+
+def test_ipv6_bind():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 is not configured on this host")
+    with running("testapp:app", "--bind", "[::1]:0") as s:
+        m = s.wait_for_log(r"Listening at: http://\[::1\]:(\d+)")
+        with socket.create_connection(("::1", int(m.group(1))), timeout=5) as c:
+            c.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert HTTPReader(c).read_response().body == b"Hello, World!"
+
+
+def test_hooks_are_called_and_a_raising_hook_is_harmless(tmp_path):
+    record = tmp_path / "hooks.log"
+    hooks = {name: f"hookrec:{name}" for name in (
+        "on_starting", "when_ready", "pre_fork", "post_fork", "post_worker_init",
+        "pre_request", "post_request", "child_exit", "worker_exit", "on_exit", "nworkers_changed")}
+    args = []
+    for name, value in hooks.items():
+        args += [f"--{name.replace('_', '-')}", value]
+    with running("testapp:app", *args, env={"HOOK_RECORD": str(record)}) as s:
+        assert get(s, "/hello").status == 200
+        s.signal(signal.SIGTTIN)
+        wait_until(lambda: "nworkers_changed" in record.read_text())
+        s.wait_for_log(r"the pre_request hook raised|a request hook raised")
+    text = record.read_text()
+    for name in hooks:
+        assert name in text, name
+    assert "post_request GET /hello 200 OK" in text
+
+
+def test_preload_imports_the_app_once_in_the_master(tmp_path):
+    marker = tmp_path / "imports"
+    with running("importcount:app", "--workers", "2", "--preload",
+                 env={"IMPORT_RECORD": str(marker)}) as s:
+        wait_until(lambda: len(workers_of(s)) == 2)
+        for _ in range(10):
+            assert get(s, "/").status == 200
+        assert marker.read_text().split() == [str(s.proc.pid)]
+
+
+def test_without_preload_each_worker_imports_the_app(tmp_path):
+    marker = tmp_path / "imports"
+    with running("importcount:app", "--workers", "2", env={"IMPORT_RECORD": str(marker)}) as s:
+        pids = wait_until(lambda: len(workers_of(s)) == 2 and workers_of(s))
+        wait_until(lambda: len(marker.read_text().split()) == 2)
+        assert sorted(map(int, marker.read_text().split())) == pids
+
+
+def test_process_titles_name_master_and_workers():
+    with running("testapp:app", "--workers", "2") as s:
+        pids = wait_until(lambda: len(workers_of(s)) == 2 and workers_of(s))
+        assert psutil.Process(s.proc.pid).cmdline()[0].startswith("prefork: master [testapp:app]")
+        titles = sorted(psutil.Process(p).cmdline()[0] for p in pids)
+        assert titles[0].startswith("prefork: worker ") and titles[0].endswith("[testapp:app]")
+
+
+def test_live_server_from_python():
+    import urllib.request
+
+    from prefork.testing import live_server
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"embedded"]
+
+    with live_server(app, threads=2) as url:
+        with urllib.request.urlopen(url + "/") as r:
+            assert r.read() == b"embedded"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/", timeout=2)
