@@ -59,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"prefork: error: {e}", file=sys.stderr)
         return 2
-    setup_logging(cfg.loglevel)
+    try:
+        setup_logging(cfg)
+    except (OSError, ValueError) as e:
+        print(f"prefork: error: cannot open the error log: {e}", file=sys.stderr)
+        return 2
     sys.path.insert(0, os.getcwd())
     try:
         master = Master(cfg, app_spec, argv=list(sys.argv[1:] if argv is None else argv),

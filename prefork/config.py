@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .hooks import HOOKS
+from .log import DEFAULT_ACCESS_FORMAT, check_access_format
 
 
 class ConfigError(Exception):
@@ -267,6 +268,22 @@ SETTINGS: list[Setting] = [
     # Logging
     Setting("loglevel", "Logging", Str(), "info",
             "Error log level: debug, info, warning, error or critical."),
+    Setting("errorlog", "Logging", Str(), "-",
+            "Where the error log goes: - for stderr, or a file path (reopened on USR1)."),
+    Setting("accesslog", "Logging", Str(), "",
+            "Where the access log goes: empty for nowhere, - for stdout, or a file path "
+            "(reopened on USR1)."),
+    Setting("access_log_format", "Logging", Str(), DEFAULT_ACCESS_FORMAT,
+            "Access log line format, with gunicorn's atoms: h remote address, t time, r request "
+            "line, m method, U path, q query, H protocol, s status, b/B response bytes, f referer, "
+            "a user agent, T/M/D/L duration in s/ms/us/decimal s, p pid, {Name}i request header, "
+            "{Name}o response header, {key}e environ value. Or json for JSON lines. Values are "
+            "escaped so a client cannot forge a line."),
+    Setting("syslog_addr", "Logging", Str(), "",
+            "Also send the error log to syslog: unix:///dev/log, udp://HOST:PORT or "
+            "tcp://HOST:PORT. Empty: no syslog."),
+    Setting("syslog_facility", "Logging", Str(), "user",
+            "Syslog facility (user, daemon, local0 ... local7)."),
 ]
 
 SETTINGS += [Setting(name, "Server hooks", Hook(), "", f"Called {signature}.",
@@ -310,6 +327,19 @@ class Config:
         if setting.name == "loglevel" and self.loglevel.lower() not in LOGLEVELS:
             raise ConfigError(f"invalid value for setting 'loglevel' ({self.source('loglevel')}): "
                               f"{self.loglevel!r}; allowed: one of {', '.join(LOGLEVELS)}")
+        if setting.name == "access_log_format":
+            try:
+                check_access_format(self.access_log_format)
+            except ValueError as e:
+                raise ConfigError(f"invalid value for setting 'access_log_format' "
+                                  f"({self.source('access_log_format')}): "
+                                  f"{self.access_log_format!r}; {e}") from None
+        if setting.name == "syslog_facility":
+            import logging.handlers
+            if self.syslog_facility not in logging.handlers.SysLogHandler.facility_names:
+                raise ConfigError(f"invalid value for setting 'syslog_facility' "
+                                  f"({self.source('syslog_facility')}): {self.syslog_facility!r}; "
+                                  "allowed: a syslog facility name such as user, daemon, local0")
         if setting.name == "bind":
             from .sockets import parse_address
             for address in self.bind:

@@ -42,6 +42,7 @@ from . import sockets
 from .app import AppImportError, load_app
 from .config import Config
 from .hooks import Hooks, ServerView, WorkerView
+from .log import reopen_error_log
 from .scoreboard import BOOTING, READY, Scoreboard, Slot
 from .worker import Worker
 
@@ -233,7 +234,8 @@ class Master:
             if self.wanted > 1:
                 self._set_wanted(self.wanted - 1)
         elif sig == signal.SIGUSR1:
-            log.info("Handling signal: USR1 (reopening log files)")
+            reopen_error_log()
+            log.info("Handling signal: USR1 (log files reopened)")
             self._signal_workers(signal.SIGUSR1)
         elif sig == signal.SIGUSR2:
             self.upgrade()
@@ -328,7 +330,6 @@ class Master:
         for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH):
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGUSR1, lambda *_: None)   # log reopen: nothing to reopen yet
         os.close(self._wake_r)
         os.close(self._wake_w)
         if self.upgrade_pipe is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,21 +17,14 @@ from typing import Any
 from . import sockets
 from .config import Config
 from .http.parser import Limits
+from .log import setup_error_log
 from .worker import WorkerSettings
 
 log = logging.getLogger("prefork.error")
 
 
-def setup_logging(level: str) -> None:
-    logger = logging.getLogger("prefork")
-    if not any(getattr(h, "_prefork", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S %z"))
-        handler._prefork = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(level.upper())
+def setup_logging(cfg: Config) -> None:
+    setup_error_log(cfg.loglevel, cfg.errorlog, cfg.syslog_addr, cfg.syslog_facility)
 
 
 def worker_settings(cfg: Config) -> WorkerSettings:
@@ -51,6 +43,8 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         tmp_upload_dir=cfg.tmp_upload_dir or None,
         root_path=cfg.root_path,
         multiprocess=cfg.workers > 1,
+        accesslog=cfg.accesslog,
+        access_log_format=cfg.access_log_format,
     )
 
 
@@ -91,7 +85,7 @@ class Server:
         return Master(self.cfg, self.app_spec, app=self.app, listeners=self.listeners)
 
     def run(self) -> int:
-        setup_logging(self.cfg.loglevel)
+        setup_logging(self.cfg)
         return int(self._master().run())
 
     def start(self, ready_timeout: float = 30.0) -> Server:
@@ -102,7 +96,7 @@ class Server:
             try:
                 os.close(r)
                 os.setsid()
-                setup_logging(self.cfg.loglevel)
+                setup_logging(self.cfg)
                 master = self._master()
 
                 def tell_parent() -> None:

@@ -42,6 +42,7 @@ from .http.connection import HTTPConnection, Request
 from .http.errors import HTTPError
 from .http.parser import Limits
 from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
+from .log import DEFAULT_ACCESS_FORMAT, AccessLog, reopen_error_log
 from .scoreboard import READY, STOPPING, Slot
 
 log = logging.getLogger("prefork.error")
@@ -75,6 +76,8 @@ class WorkerSettings:
     tmp_upload_dir: str | None = None
     root_path: str = ""
     multiprocess: bool = False
+    accesslog: str = ""
+    access_log_format: str = ""
 
 
 class SocketWriter:
@@ -201,6 +204,7 @@ class Worker:
         self.pre_request: Callable[..., Any] | None = None
         self.post_request: Callable[..., Any] | None = None
         self.hook_view: Any = None
+        self.access_log: AccessLog | None = None
         self._last_beat = 0.0
 
     # -- lifecycle ---------------------------------------------------------
@@ -222,9 +226,18 @@ class Worker:
         signal.signal(signal.SIGTERM, lambda *_: self.stop(graceful=True))
         signal.signal(signal.SIGINT, lambda *_: self.stop(graceful=False))
         signal.signal(signal.SIGQUIT, lambda *_: self.stop(graceful=False))
+        signal.signal(signal.SIGUSR1, lambda *_: self.reopen_logs())
+
+    def reopen_logs(self) -> None:
+        """USR1: logrotate moved the files; open them again."""
+        reopen_error_log()
+        if self.access_log is not None:
+            self.access_log.reopen()
 
     def run(self) -> None:
         s = self.settings
+        if s.accesslog:
+            self.access_log = AccessLog(s.accesslog, s.access_log_format or DEFAULT_ACCESS_FORMAT)
         self.ep = ep = select.epoll()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -324,6 +337,8 @@ class Worker:
         deadline = time.monotonic() + (0.5 if self.fast_stop else 2.0)
         for t in self._threads:
             t.join(max(deadline - time.monotonic(), 0))
+        if self.access_log is not None:
+            self.access_log.close()
         if self.ep is not None:
             self.ep.close()
 
@@ -538,9 +553,11 @@ class Worker:
         app = self.app
         http = conn.http
         current = self.current
+        access_log = self.access_log
         while req is not None:
             head = req.head
-            current[index] = (time.monotonic(), head)
+            start = time.monotonic()
+            current[index] = (start, head)
             exchange = Exchange(conn.writer, head.method, head.version,
                                 head.keep_alive, self)
             environ = make_environ(req, conn.base, conn.peer)
@@ -556,6 +573,9 @@ class Worker:
             finally:
                 current[index] = None
                 req.body.close()
+            if access_log is not None:
+                access_log.log(environ, exchange.status, exchange.bytes_sent, exchange.headers,
+                               start, time.monotonic())
             self.requests += 1
             conn.served = True
             if not keep or self.stopping:

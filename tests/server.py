@@ -31,7 +31,9 @@ class ServerProcess:
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None,
                  cwd: str | os.PathLike[str] | None = None, startup_timeout: float = 15.0,
-                 wait_ready: bool = True):
+                 wait_ready: bool = True, log_files: list[Path] | None = None):
+        # Files the server logs to (--errorlog); ``log`` includes their text.
+        self.log_files = log_files or []
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT), str(ROOT / "tests" / "apps"), full_env.get("PYTHONPATH", "")]
@@ -68,7 +70,11 @@ class ServerProcess:
     @property
     def log(self) -> str:
         with self._cond:
-            return "".join(self._lines)
+            return self._text()
+
+    def _text(self) -> str:
+        files = "".join(p.read_text(errors="replace") for p in self.log_files if p.exists())
+        return "".join(self._lines) + files
 
     def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         """Wait until the server's output matches ``pattern``; fail with the log if not."""
@@ -76,7 +82,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                m = rx.search("".join(self._lines))
+                m = rx.search(self._text())
                 if m:
                     return m
                 left = deadline - time.monotonic()
@@ -124,14 +130,14 @@ class ServerProcess:
 
 @contextmanager
 def running(app: str | None = None, *args: str, env: dict[str, str] | None = None,
-            cwd: str | os.PathLike[str] | None = None, wait_ready: bool = True
-            ) -> Iterator[ServerProcess]:
+            cwd: str | os.PathLike[str] | None = None, wait_ready: bool = True,
+            log_files: list[Path] | None = None) -> Iterator[ServerProcess]:
     """``with running("app_module:app", "--threads", "2") as srv: ...``"""
     # One worker unless the test asks for more: fewer processes, and the
     # single-worker behaviour (accept gating, ...) is what most tests check.
     extra = [] if "--workers" in args else ["--workers", "1"]
     argv = ["start"] + ([app] if app else []) + ["--bind", "127.0.0.1:0", *extra, *args]
-    srv = ServerProcess(argv, env=env, cwd=cwd, wait_ready=wait_ready)
+    srv = ServerProcess(argv, env=env, cwd=cwd, wait_ready=wait_ready, log_files=log_files)
     try:
         yield srv
     finally:

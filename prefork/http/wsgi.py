@@ -135,6 +135,7 @@ def make_environ(req: Request, base: dict[str, Any], peer: tuple[str, str]) -> d
     env["REQUEST_METHOD"] = head.method
     env["SERVER_PROTOCOL"] = head.version
     env["QUERY_STRING"] = head.query
+    env["RAW_URI"] = head.target
     env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer
     env["wsgi.input"] = req.body
     path = head.path
@@ -287,9 +288,12 @@ class Exchange:
                 data = data[:remaining]
                 self.keep_alive = False
             self.remaining = remaining - len(data)
+            self.bytes_sent += len(data)
         elif self.chunked:
+            self.bytes_sent += len(data)
             data = b"%x\r\n%b\r\n" % (len(data), data)
-        self.bytes_sent += len(data)
+        else:
+            self.bytes_sent += len(data)
         return data
 
     def write(self, data: bytes) -> None:

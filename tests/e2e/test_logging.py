@@ -1,0 +1,88 @@
+"""Error log and access log: destinations, formats, escaping, reopen on USR1."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+
+from server import get, request, running
+
+
+def wait_for_text(path, pattern, timeout=10.0):
+    rx = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and rx.search(path.read_text()):
+            return path.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"{pattern!r} not in {path}: {path.read_text() if path.exists() else '(missing)'}")
+
+
+def test_default_access_log_format(tmp_path):
+    access = tmp_path / "access.log"
+    with running("testapp:app", "--accesslog", str(access)) as s:
+        get(s, "/hello?x=1", "Referer: http://ref.example/\r\nUser-Agent: probe/1.0\r\n")
+        text = wait_for_text(access, r"GET /hello")
+    line = text.strip().splitlines()[-1]
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+                        r'"GET /hello\?x=1 HTTP/1\.1" 200 13 "http://ref\.example/" "probe/1\.0"', line), line
+
+
+def test_custom_atoms_and_escaping(tmp_path):
+    access = tmp_path / "access.log"
+    fmt = '%(m)s %(U)s %(q)s %(s)s %(B)s %(D)s %({X-Trace}i)s %({Content-Type}o)s %(p)s'
+    with running("testapp:app", "--accesslog", str(access), "--access-log-format", fmt) as s:
+        get(s, "/hello?a=b", 'X-Trace: evil" 200 0 "forged\\\r\n')
+        text = wait_for_text(access, r"GET /hello")
+    line = text.strip().splitlines()[-1]
+    assert line.startswith("GET /hello a=b 200 13 ")
+    assert 'evil\\x22 200 0 \\x22forged\\x5c' in line
+    assert "text/plain" in line and re.search(r"<\d+>$", line)
+
+
+def test_json_access_log(tmp_path):
+    access = tmp_path / "access.jsonl"
+    with running("testapp:app", "--accesslog", str(access), "--access-log-format", "json") as s:
+        get(s, "/stream?n=3", 'User-Agent: a "quoted" agent\r\n')
+        text = wait_for_text(access, r"/stream")
+    record = json.loads(text.strip().splitlines()[-1])
+    assert record["method"] == "GET" and record["path"] == "/stream?n=3"
+    assert record["status"] == 200 and record["bytes"] == len(b"chunk 0\nchunk 1\nchunk 2\n")
+    assert record["user_agent"] == 'a "quoted" agent' and record["duration_us"] >= 0
+
+
+def test_bad_access_log_format_is_refused_at_start():
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "prefork", "start", "--access-log-format", "%(Z)s"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "unknown access log atom %(Z)s" in proc.stderr
+
+
+def test_usr1_reopens_error_and_access_logs(tmp_path):
+    access, errors = tmp_path / "access.log", tmp_path / "error.log"
+    with running("testapp:app", "--accesslog", str(access), "--errorlog", str(errors),
+                 "--workers", "2", log_files=[errors]) as s:
+        get(s, "/hello")
+        wait_for_text(access, "GET /hello")
+        access.rename(tmp_path / "access.log.1")
+        errors.rename(tmp_path / "error.log.1")
+        s.signal(signal.SIGUSR1)
+        wait_for_text(errors, r"USR1")   # the master wrote to the new file
+        time.sleep(0.5)                  # the workers got it too
+        for _ in range(4):
+            get(s, "/hello?after=rotate")
+        wait_for_text(access, r"after=rotate")
+    assert "after=rotate" not in (tmp_path / "access.log.1").read_text()
+    assert "Listening at" in (tmp_path / "error.log.1").read_text()
+
+
+def test_access_log_off_by_default_and_error_log_on_stderr():
+    with running("testapp:app") as s:
+        request(s, b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(0.3)
+        assert "GET /hello" not in s.log
+        assert "Listening at" in s.log
