@@ -144,6 +144,30 @@ class Hook:
         raise ValueError
 
 
+class StrMap:
+    """KEY=VALUE pairs: a TOML table, repeated KEY=VALUE flags, or "A=1,B=2" in the environment."""
+
+    def describe(self) -> str:
+        return "KEY=VALUE pairs (a TOML table)"
+
+    def __call__(self, value: Any) -> dict[str, str]:
+        if isinstance(value, dict):
+            if all(isinstance(k, str) and isinstance(v, str | int | float | bool)
+                   for k, v in value.items()):
+                return {k: str(v) for k, v in value.items()}
+            raise ValueError
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise ValueError
+        out = {}
+        for item in items:
+            key, sep, val = str(item).partition("=")
+            if not sep or not key.strip():
+                raise ValueError
+            out[key.strip()] = val
+        return out
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -265,6 +289,37 @@ SETTINGS: list[Setting] = [
     Setting("root_path", "Application", Str(), "",
             "URL prefix the application is mounted under: it becomes SCRIPT_NAME and is "
             "stripped from PATH_INFO."),
+    # Process
+    Setting("daemon", "Process", Bool(), False,
+            "Detach from the terminal and run in the background. `prefork start --daemon` "
+            "returns once the server is ready, or fails with the reason. Send the error log "
+            "to a file or syslog, since stderr goes to /dev/null."),
+    Setting("user", "Process", Str(), "",
+            "Run the workers as this user (name or uid); the master, started as root, keeps "
+            "root to bind and re-exec, as nginx's does."),
+    Setting("group", "Process", Str(), "",
+            "Run the workers with this group (name or gid); default: the user's group."),
+    Setting("umask", "Process", Octal(), 0o022,
+            "The umask of the master and the workers."),
+    Setting("chdir", "Process", Str(), "",
+            "Change to this directory before loading the application (and before relative "
+            "paths such as the control socket are used)."),
+    Setting("pythonpath", "Process", StrList(), [],
+            "Directories put in front of sys.path before the application is imported "
+            "(comma-separated in the environment variable).", multiple=True),
+    Setting("env", "Process", StrMap(), {},
+            "Environment variables set for the application: KEY=VALUE (repeat the flag), or "
+            "a TOML table.", metavar="KEY=VALUE", multiple=True),
+    # Control
+    Setting("control_socket", "Control", Str(), "prefork.ctl",
+            "Path of the master's control socket (JSON lines), used by prefork stop, reload, "
+            "upgrade and status. A relative path is taken from the directory prefork starts "
+            "in (not chdir). Empty: none."),
+    Setting("control_socket_mode", "Control", Octal(), 0o600,
+            "File mode of the control socket. Whoever can connect can stop the server."),
+    Setting("pidfile", "Control", Str(), "",
+            "Write the master's pid to this file (a stale one is replaced, a live one refused). "
+            "prefork stop/reload/status fall back to it when there is no control socket."),
     # Logging
     Setting("loglevel", "Logging", Str(), "info",
             "Error log level: debug, info, warning, error or critical."),

@@ -41,9 +41,11 @@ from typing import Any
 from . import sockets
 from .app import AppImportError, load_app
 from .config import Config
+from .control import ControlClient, ControlServer
+from .daemon import Pidfile, PidfileError, daemonize, drop_privileges, report
 from .hooks import Hooks, ServerView, WorkerView
 from .log import reopen_error_log
-from .scoreboard import BOOTING, READY, Scoreboard, Slot
+from .scoreboard import BOOTING, READY, STOPPING, Scoreboard, Slot
 from .worker import Worker
 
 log = logging.getLogger("prefork.error")
@@ -78,6 +80,7 @@ class WorkerProcess:
         self.max_requests = 0
         self.max_lifetime = 0.0
         self.why_replace = ""
+        self.message = ""             # what the worker said about its failure
 
     def view(self, exit_code: int | None = None) -> WorkerView:
         return WorkerView(self.pid, self.number, self.generation, exit_code)
@@ -122,7 +125,13 @@ class Master:
         self.on_ready: list[Callable[[], None]] = []
         self.pending_cfg = cfg
         self.addresses: tuple[str, ...] = ()
+        self.control: ControlServer | None = None
+        self.reload_waiters: list[ControlClient] = []
+        self.upgrade_waiters: list[ControlClient] = []
+        self.started = time.time()
         self.daemonized = False         # set by daemon mode; WINCH only acts then
+        self.daemon_pipe: int | None = None
+        self.pidfile: Pidfile | None = None
 
     # -- views for hooks ---------------------------------------------------
 
@@ -133,6 +142,16 @@ class Master:
     # -- start-up ----------------------------------------------------------
 
     def setup(self) -> None:
+        cfg = self.cfg
+        # Paths the CLI looks up are relative to where prefork was started,
+        # not to chdir.
+        control_path = os.path.abspath(cfg.control_socket) if cfg.control_socket else ""
+        pidfile_path = os.path.abspath(cfg.pidfile) if cfg.pidfile else ""
+        if cfg.chdir:
+            os.chdir(cfg.chdir)
+        os.umask(cfg.umask)
+        sys.path[:0] = [p for p in cfg.pythonpath if p not in sys.path]
+        os.environ.update(cfg.env)
         self.hooks.call("on_starting", self.view())
         if not self.listeners:
             inherited = sockets.inherited_from_env()
@@ -142,6 +161,14 @@ class Master:
         self.addresses = tuple(sockets.describe(sock) for sock in self.listeners)
         for address in self.addresses:
             log.info("Listening at: %s", address)
+        if cfg.daemon and not self.daemonized and "PREFORK_UPGRADE_FD" not in os.environ:
+            self.daemon_pipe = daemonize([s.fileno() for s in self.listeners])
+            self.daemonized = True
+            self.pid = os.getpid()
+            self.on_ready.append(self._report_daemon_ready)
+        if pidfile_path:
+            self.pidfile = Pidfile(pidfile_path)
+            self.pidfile.create(self.pid)
         if self.cfg.preload and self.app is None:
             self.app = load_app(self.app_spec)
             gc.collect()
@@ -149,6 +176,16 @@ class Master:
             # passes in the workers don't write to (and un-share) their pages.
             gc.freeze()
         self.board = Scoreboard(max(64, self.cfg.workers * 4))
+        if control_path:
+            # A master started by USR2 takes the socket over from its predecessor.
+            takeover = "PREFORK_UPGRADE_FD" in os.environ
+            try:
+                self.control = ControlServer(control_path, self.cfg.control_socket_mode,
+                                             self._control_command, takeover)
+            except OSError as e:
+                if self.cfg.source("control_socket") != "default":
+                    raise
+                log.warning("%s; running without a control socket", e.strerror)
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
@@ -157,6 +194,11 @@ class Master:
                     signal.SIGWINCH, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
         _set_title(f"prefork: master [{self.app_spec or 'demo'}]")
+
+    def _report_daemon_ready(self) -> None:
+        # Once only: after a reload the fd number may belong to something else.
+        report(self.daemon_pipe, b"ok")
+        self.daemon_pipe = None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if signum != signal.SIGCHLD:
@@ -168,9 +210,14 @@ class Master:
     def run(self) -> int:
         try:
             self.setup()
-        except (OSError, AppImportError) as e:
-            log.error("%s", e.strerror if isinstance(e, OSError) and e.strerror else e)
-            return 1 if isinstance(e, OSError) else MASTER_BOOT_ERROR
+        except (OSError, AppImportError, PidfileError) as e:
+            message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            log.error("%s", message)
+            if self.daemon_pipe is None and self.cfg.errorlog not in ("", "-"):
+                # Still on the terminal: say it there too, not only in the file.
+                print(f"prefork: error: {message}", file=sys.stderr)
+            report(self.daemon_pipe, f"prefork: error: {message}\n".encode())
+            return MASTER_BOOT_ERROR if isinstance(e, AppImportError) else 1
         log.info("Master %d started: %d workers, %d threads each", self.pid, self.wanted,
                  self.cfg.threads)
         try:
@@ -193,6 +240,8 @@ class Master:
 
     def _sleep(self) -> None:
         fds = [self._wake_r] + ([self.upgrade_pipe] if self.upgrade_pipe is not None else [])
+        if self.control is not None:
+            fds.append(self.control.fileno())
         try:
             ready, _, _ = select.select(fds, [], [], LOOP_INTERVAL)
         except InterruptedError:
@@ -205,9 +254,21 @@ class Master:
                 pass
         if self.upgrade_pipe is not None and self.upgrade_pipe in ready:
             self._upgrade_progress()
+        if self.control is not None and self.control.fileno() in ready:
+            self.control.handle_ready()
 
     def _cleanup(self) -> None:
         self.hooks.call("on_exit", self.view())
+        for client in self.reload_waiters + self.upgrade_waiters:
+            client.reply({"ok": False, "error": "the master stopped"})
+        if self.control is not None:
+            self.control.close()
+        if self.pidfile is not None:
+            self.pidfile.remove()
+        if self.exit_code:
+            report(self.daemon_pipe, b"prefork: error: the server stopped before it was ready; "
+                                     b"see the error log\n")
+            self.daemon_pipe = None
         signal.set_wakeup_fd(-1)
         for sock in self.listeners:
             try:
@@ -332,9 +393,16 @@ class Master:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(self._wake_r)
         os.close(self._wake_w)
-        if self.upgrade_pipe is not None:
-            os.close(self.upgrade_pipe)
+        for fd in (self.upgrade_pipe, self.daemon_pipe):
+            if fd is not None:
+                os.close(fd)
         random.seed()
+        try:
+            drop_privileges(cfg.user, cfg.group)
+        except (OSError, KeyError) as e:
+            log.error("worker %d cannot switch to user %r / group %r: %s", os.getpid(),
+                      cfg.user, cfg.group, e)
+            return WORKER_BOOT_ERROR
         # The master asks for stacks with USR2 (request_timeout) and ABRT
         # (heartbeat timeout). faulthandler writes them from C, so they come
         # out even when the loop is stuck holding the GIL.
@@ -343,16 +411,18 @@ class Master:
         me = WorkerView(os.getpid(), number, generation)
         self.hooks.call("post_fork", self.view(), me)
         app = self.app
+        assert self.board is not None
         if app is None:
             try:
                 app = load_app(self.app_spec)
             except AppImportError as e:
                 log.error("worker %d: %s", os.getpid(), e)
+                Slot(self.board, slot_index).set_message(str(e))
                 return WORKER_BOOT_ERROR
-            except BaseException:
+            except BaseException as e:
                 log.exception("worker %d: the application failed to import", os.getpid())
+                Slot(self.board, slot_index).set_message(f"{type(e).__name__}: {e}")
                 return WORKER_BOOT_ERROR
-        assert self.board is not None
         worker = Worker(app, self.listeners, worker_settings(cfg),
                         slot=Slot(self.board, slot_index), parent_pid=self.pid)
         worker.install_signals()
@@ -395,6 +465,7 @@ class Master:
             if w is None:
                 continue
             assert self.board is not None
+            w.message = self.board.read(w.slot).message
             self.board.free(w.slot)
             code = os.waitstatus_to_exitcode(status)
             self.hooks.call("child_exit", self.view(), w.view(code))
@@ -422,7 +493,7 @@ class Master:
             old = self.workers[w.replacing]
             old.replaced_by = None
         if w.pid == self.canary:
-            self._canary_failed(f"the new worker {how}")
+            self._canary_failed(f"the new worker {how}" + (f": {w.message}" if w.message else ""))
             return
         failed_boot = w.ready_since is None and not expected
         crashed_early = (not expected and time.monotonic() - w.spawned < CRASH_WINDOW)
@@ -477,6 +548,8 @@ class Master:
                 self._worker_ready(w)
             if w.ready_since is None:
                 continue
+            if self.reload_waiters:
+                self._answer_reload_when_rolled_over()
             silent = now - slot.heartbeat
             if silent > cfg.timeout:
                 log.critical("WORKER TIMEOUT: worker %d (pid %d) has not beaten for %.1f s "
@@ -623,10 +696,27 @@ class Master:
             oldest = min(old, key=lambda x: x.spawned)
             self._retire(oldest)
 
+    def _answer_reload_when_rolled_over(self) -> None:
+        """Tell reload clients once only the new generation accepts connections."""
+        assert self.board is not None
+        if self.canary is not None or not self._all_ready():
+            return
+        for w in self.workers.values():
+            if w.generation < self.generation:
+                if not w.retiring or self.board.read(w.slot).state != STOPPING:
+                    return
+        for client in self.reload_waiters:
+            client.reply({"ok": True, "generation": self.generation})
+        self.reload_waiters = []
+
     def _canary_failed(self, why: str) -> None:
         log.error("reload failed: %s; the current workers keep serving", why)
         self.canary = None
         self.reload_generation = None
+        for client in self.reload_waiters:
+            client.reply({"ok": False, "error": f"reload failed: {why}; the current workers "
+                                                "keep serving"})
+        self.reload_waiters = []
 
     # -- upgrade (USR2): a new master from the current executable ----------
 
@@ -666,12 +756,15 @@ class Master:
             log.info("Upgrade: the new master (pid %d) is ready; retiring", self.upgrade_pid)
             os.close(self.upgrade_pipe)
             self.upgrade_pipe = None
+            self._answer_upgrade({"ok": True, "pid": self.upgrade_pid})
             self.stop(graceful=True)
         elif not data:
             os.close(self.upgrade_pipe)
             self.upgrade_pipe = None
             log.error("Upgrade failed: the new master (pid %d) exited before it was ready; "
                       "this master keeps serving", self.upgrade_pid)
+            self._answer_upgrade({"ok": False, "error": "the new master exited before it was "
+                                  "ready (see the error log); this master keeps serving"})
 
     def _upgrade_child_exited(self, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
@@ -679,7 +772,71 @@ class Master:
             log.error("Upgrade failed: the new master exited with status %d", code)
             os.close(self.upgrade_pipe)
             self.upgrade_pipe = None
+            self._answer_upgrade({"ok": False, "error": f"the new master exited with status "
+                                  f"{code} (see the error log); this master keeps serving"})
         self.upgrade_pid = None
+
+    def _answer_upgrade(self, answer: dict[str, Any]) -> None:
+        for client in self.upgrade_waiters:
+            client.reply(answer)
+        self.upgrade_waiters = []
+
+    # -- the control socket -------------------------------------------------
+
+    def _control_command(self, req: dict[str, Any], client: ControlClient) -> None:
+        cmd = req["cmd"]
+        if cmd == "status":
+            client.reply({"ok": True, **self.status()})
+        elif cmd == "stop":
+            client.reply({"ok": True, "pid": self.pid})
+            self.stop(graceful=bool(req.get("graceful", True)))
+        elif cmd == "reload":
+            self.reload()
+            if self.canary is not None:
+                self.reload_waiters.append(client)
+            elif self.upgrade_pid is not None:
+                self.upgrade_waiters.append(client)
+            else:
+                client.reply({"ok": False, "error": "reload could not start (see the error log)"})
+        elif cmd == "upgrade":
+            self.upgrade()
+            if self.upgrade_pid is not None:
+                self.upgrade_waiters.append(client)
+            else:
+                client.reply({"ok": False, "error": "upgrade could not start (see the error log)"})
+        elif cmd in ("add_workers", "remove_workers"):
+            n = req.get("n", 1)
+            if not isinstance(n, int) or n < 1:
+                client.reply({"ok": False, "error": "n must be a positive integer"})
+                return
+            target = self.wanted + n if cmd == "add_workers" else max(1, self.wanted - n)
+            self._set_wanted(target)
+            client.reply({"ok": True, "workers": target})
+        else:
+            client.reply({"ok": False, "error": f"unknown command {cmd!r}"})
+
+    def status(self) -> dict[str, Any]:
+        """The master and every worker, from the scoreboard and psutil."""
+        assert self.board is not None
+        now, wall = time.monotonic(), time.time()
+        workers = []
+        for w in sorted(self.workers.values(), key=lambda x: x.number):
+            slot = self.board.read(w.slot)
+            info = {"pid": w.pid, "number": w.number, "generation": w.generation,
+                    "state": "retiring" if w.retiring else slot.state_name,
+                    "requests": slot.requests, "in_flight": slot.in_flight,
+                    "oldest_request": slot.oldest_request,
+                    "oldest_request_age": round(now - slot.oldest_start, 3) if slot.oldest_start else 0,
+                    "heartbeat_age": round(now - slot.heartbeat, 3),
+                    "uptime": round(now - w.spawned, 1)}
+            info.update(_process_info(w.pid, now - w.spawned))
+            workers.append(info)
+        return {"master": {"pid": self.pid, "app": self.app_spec or "prefork.demo:application",
+                           "generation": self.generation, "workers_wanted": self.wanted,
+                           "listeners": list(self.addresses),
+                           "uptime": round(wall - self.started, 1),
+                           **_process_info(self.pid, wall - self.started)},
+                "workers": workers}
 
 
 def announce_upgrade_ready() -> None:
@@ -693,6 +850,23 @@ def announce_upgrade_ready() -> None:
     except OSError as e:
         if e.errno != errno.EBADF:
             log.warning("could not tell the old master that the upgrade is ready: %s", e)
+
+
+def _process_info(pid: int, uptime: float) -> dict[str, Any]:
+    """RSS, USS and PSS (shared pages split fairly) and average CPU % since start."""
+    try:
+        import psutil
+        proc = psutil.Process(pid)
+        try:
+            mem = proc.memory_full_info()
+            uss, pss = int(mem.uss), int(getattr(mem, "pss", 0))
+        except psutil.AccessDenied:
+            mem, uss, pss = proc.memory_info(), 0, 0
+        cpu = proc.cpu_times()
+        return {"rss": int(mem.rss), "uss": uss, "pss": pss,
+                "cpu_percent": round(100 * (cpu.user + cpu.system) / max(uptime, 0.001), 1)}
+    except Exception:
+        return {"rss": 0, "uss": 0, "pss": 0, "cpu_percent": 0.0}
 
 
 def _rss(pid: int) -> int:

@@ -22,9 +22,10 @@ FREE, BOOTING, READY, STOPPING = 0, 1, 2, 3
 STATE_NAMES = {FREE: "free", BOOTING: "booting", READY: "ready", STOPPING: "stopping"}
 
 # pid, worker number, generation, state, pad | booted_at (wall), heartbeat (monotonic),
-# requests, in-flight, pad | oldest in-flight start (monotonic) | "METHOD /path" of it
-_LAYOUT = struct.Struct("=iIIB3x d d Q I4x d 96s")
-SLOT_SIZE = 160
+# requests, in-flight, pad | oldest in-flight start (monotonic) | "METHOD /path" of it |
+# a message from the worker (why it failed to boot)
+_LAYOUT = struct.Struct("=iIIB3x d d Q I4x d 96s 96s")
+SLOT_SIZE = 256
 assert _LAYOUT.size <= SLOT_SIZE
 
 _OFF_PID = 0
@@ -34,6 +35,7 @@ _OFF_REQUESTS = 32
 _OFF_INFLIGHT = 40
 _OFF_OLDEST = 48
 _OFF_OLDEST_REQ = 56
+_OFF_MESSAGE = 152
 _D = struct.Struct("=d")
 _Q = struct.Struct("=Q")
 _I = struct.Struct("=I")
@@ -55,6 +57,7 @@ class SlotView:
     in_flight: int
     oldest_start: float
     oldest_request: str
+    message: str
 
     @property
     def state_name(self) -> str:
@@ -75,7 +78,7 @@ class Scoreboard:
         for i in range(self.capacity):
             if self._state(i) == FREE:
                 _LAYOUT.pack_into(self.mem, i * SLOT_SIZE, pid, number, generation, BOOTING,
-                                  time.time(), time.monotonic(), 0, 0, 0.0, b"")
+                                  time.time(), time.monotonic(), 0, 0, 0.0, b"", b"")
                 return i
         raise RuntimeError(f"the scoreboard is full ({self.capacity} workers)")
 
@@ -89,10 +92,11 @@ class Scoreboard:
         return self.mem[index * SLOT_SIZE + _OFF_STATE]
 
     def read(self, index: int) -> SlotView:
-        pid, number, gen, state, booted, beat, reqs, inflight, oldest, oreq = \
+        pid, number, gen, state, booted, beat, reqs, inflight, oldest, oreq, msg = \
             _LAYOUT.unpack_from(self.mem, index * SLOT_SIZE)
         return SlotView(index, pid, number, gen, state, booted, beat, reqs, inflight, oldest,
-                        oreq.rstrip(b"\0").decode("latin-1"))
+                        oreq.rstrip(b"\0").decode("latin-1"),
+                        msg.rstrip(b"\0").decode("utf-8", "replace"))
 
     def slots(self) -> list[SlotView]:
         return [self.read(i) for i in range(self.capacity) if self._state(i) != FREE]
@@ -112,6 +116,10 @@ class Slot:
 
     def set_state(self, state: int) -> None:
         _B.pack_into(self.mem, self.base + _OFF_STATE, state)
+
+    def set_message(self, text: str) -> None:
+        raw = text.encode("utf-8", "replace")[:96]
+        self.mem[self.base + _OFF_MESSAGE:self.base + _OFF_MESSAGE + 96] = raw.ljust(96, b"\0")
 
     def beat(self, now: float, requests: int, in_flight: int, oldest_start: float,
              oldest_request: str) -> None:

@@ -314,8 +314,6 @@ class Worker:
         self.slot.beat(now, self.requests, in_flight, oldest, oldest_req)
 
     def _begin_graceful_stop(self) -> None:
-        if self.slot is not None:
-            self.slot.set_state(STOPPING)
         grace = time.monotonic() + FRESH_GRACE
         for conn in list(self.conns.values()):
             if not conn.served and conn.deadline > grace:
@@ -327,6 +325,9 @@ class Worker:
                 lst.sock.close()
             except OSError:
                 pass
+        if self.slot is not None:
+            # Only now: STOPPING tells the master this worker takes no new connections.
+            self.slot.set_state(STOPPING)
 
     def _shutdown(self) -> None:
         for _ in self._threads:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -136,12 +138,19 @@ def running(app: str | None = None, *args: str, env: dict[str, str] | None = Non
     # One worker unless the test asks for more: fewer processes, and the
     # single-worker behaviour (accept gating, ...) is what most tests check.
     extra = [] if "--workers" in args else ["--workers", "1"]
+    ctl_dir = tempfile.mkdtemp(prefix="prefork-test-")
+    if "--control-socket" not in args:
+        # Each server its own control socket: they must not meet in the cwd.
+        extra += ["--control-socket", os.path.join(ctl_dir, "ctl")]
     argv = ["start"] + ([app] if app else []) + ["--bind", "127.0.0.1:0", *extra, *args]
-    srv = ServerProcess(argv, env=env, cwd=cwd, wait_ready=wait_ready, log_files=log_files)
     try:
-        yield srv
+        srv = ServerProcess(argv, env=env, cwd=cwd, wait_ready=wait_ready, log_files=log_files)
+        try:
+            yield srv
+        finally:
+            srv.stop()
     finally:
-        srv.stop()
+        shutil.rmtree(ctl_dir, ignore_errors=True)
 
 
 class Response:
