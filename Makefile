@@ -29,6 +29,10 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) -m bench $(BENCH_ARGS)
 
+# The documentation site; --strict turns a broken link or nav entry into an error.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 # docs/settings.md and conf/prefork.toml are generated from prefork/config.py;
 # tests/test_config.py fails when they are stale.
 settings: $(STAMP)
