@@ -228,8 +228,10 @@ SETTINGS: list[Setting] = [
     Setting("threads", "Worker processes", Int(1, 1024), 8,
             "Threads per worker that run the application: the most requests one worker "
             "runs at once. When all are busy the worker stops accepting connections."),
-    Setting("max_connections", "Worker processes", Int(1, 1_000_000), 1000,
-            "Open client connections per worker (idle keep-alive ones included)."),
+    Setting("max_connections", "Worker processes", Int(1, 1_000_000), 10000,
+            "Open client connections per worker, idle keep-alive ones included (about 2 KiB "
+            "of memory each while open). Past it the worker stops accepting. prefork raises "
+            "its open-files limit to fit, up to the hard limit."),
     Setting("graceful_timeout", "Worker processes", Seconds(), 30.0,
             "On a graceful stop, how long in-flight requests may run before the worker exits."),
     Setting("timeout", "Worker processes", Seconds(1), 30.0,

@@ -150,6 +150,7 @@ class Master:
         if cfg.chdir:
             os.chdir(cfg.chdir)
         os.umask(cfg.umask)
+        _raise_open_files_limit(cfg.max_connections + 256)
         sys.path[:0] = [p for p in cfg.pythonpath if p not in sys.path]
         os.environ.update(cfg.env)
         self.hooks.call("on_starting", self.view())
@@ -850,6 +851,25 @@ def announce_upgrade_ready() -> None:
     except OSError as e:
         if e.errno != errno.EBADF:
             log.warning("could not tell the old master that the upgrade is ready: %s", e)
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Lift the soft RLIMIT_NOFILE towards ``wanted`` (a worker needs one fd per
+    connection); systemd's default soft limit is 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted or soft == resource.RLIM_INFINITY:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as e:
+        log.warning("cannot raise the open-files limit from %d to %d: %s", soft, target, e)
+        return
+    if target < wanted:
+        log.warning("max_connections needs about %d open files but the hard limit is %d; "
+                    "raise it (LimitNOFILE= in the systemd unit)", wanted, hard)
 
 
 def _process_info(pid: int, uptime: float) -> dict[str, Any]:

@@ -26,3 +26,6 @@ def pre_request(worker, environ):
 
 def post_request(worker, environ, status):
     _rec(f"post_request {environ['REQUEST_METHOD']} {environ['PATH_INFO']} {status}")
+def on_reload(server): _rec(f"on_reload {server.generation}")
+def worker_int(worker): _rec(f"worker_int {worker.pid}")
+def worker_abort(worker): _rec(f"worker_abort {worker.pid}")

@@ -293,6 +293,34 @@ def test_hooks_are_called_and_a_raising_hook_is_harmless(tmp_path):
     assert "post_request GET /hello 200 OK" in text
 
 
+def test_on_reload_worker_int_and_worker_abort_hooks(tmp_path):
+    record = tmp_path / "hooks.log"
+    env = {"HOOK_RECORD": str(record)}
+    with running("testapp:app", "--on-reload", "hookrec:on_reload", "--worker-int",
+                 "hookrec:worker_int", env=env) as s:
+        s.signal(signal.SIGHUP)
+        s.wait_for_log(r"reload: the canary booted")
+        wait_until(lambda: record.exists() and "on_reload 1" in record.read_text())
+        s.signal(signal.SIGINT)
+        s.proc.wait(10)
+    assert "worker_int" in record.read_text()
+    record.unlink()
+    with running("stallapp:app", "--timeout", "2", "--worker-abort", "hookrec:worker_abort",
+                 env=env) as s:
+        stuck = int(get(s, "/stall-loop").body)
+        wait_until(lambda: record.exists() and f"worker_abort {stuck}" in record.read_text(),
+                   timeout=20)
+
+
+def test_a_hook_that_cannot_be_imported_stops_start_up():
+    proc = subprocess.run([sys.executable, "-m", "prefork", "start", "testapp:app", "--bind",
+                           "127.0.0.1:0", "--post-fork", "no_such_module:fn"],
+                          capture_output=True, text=True, timeout=30,
+                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent / "apps")))
+    assert proc.returncode == 2
+    assert "hook post_fork='no_such_module:fn' cannot be loaded" in proc.stderr
+
+
 def test_preload_imports_the_app_once_in_the_master(tmp_path):
     marker = tmp_path / "imports"
     with running("importcount:app", "--workers", "2", "--preload",
