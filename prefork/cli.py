@@ -35,7 +35,9 @@ def _add_setting(parser: argparse._ActionsContainer, name: str) -> None:
     default = s.default_doc or repr(s.default)
     kwargs: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS,
                               "metavar": s.metavar or s.name.upper(),
-                              "help": f"{s.doc} [default: {default}; env {s.env}]"}
+                              # argparse %-formats help texts: escape ours.
+                              "help": f"{s.doc} [default: {default}; env {s.env}]".replace(
+                                  "%", "%%")}
     if s.multiple:
         kwargs["action"] = "append"
     elif isinstance(s.type, Bool):

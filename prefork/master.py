@@ -389,9 +389,15 @@ class Master:
         from .server import worker_settings
 
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH):
+        # The master's handlers came along with the fork: until the worker
+        # installs its own, a TERM would be queued in this copy of the master
+        # and lost, and the booting worker would hang until graceful_timeout.
+        # With the default action a worker stopped while booting just exits.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH,
+                    signal.SIGUSR1):
             signal.signal(sig, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(self._wake_r)
         os.close(self._wake_w)
         for fd in (self.upgrade_pipe, self.daemon_pipe):

@@ -133,11 +133,13 @@ class ServerProcess:
 @contextmanager
 def running(app: str | None = None, *args: str, env: dict[str, str] | None = None,
             cwd: str | os.PathLike[str] | None = None, wait_ready: bool = True,
-            log_files: list[Path] | None = None) -> Iterator[ServerProcess]:
+            log_files: list[Path] | None = None, one_worker: bool = True
+            ) -> Iterator[ServerProcess]:
     """``with running("app_module:app", "--threads", "2") as srv: ...``"""
-    # One worker unless the test asks for more: fewer processes, and the
-    # single-worker behaviour (accept gating, ...) is what most tests check.
-    extra = [] if "--workers" in args else ["--workers", "1"]
+    # One worker unless the test asks for more (or for none on the command
+    # line: one_worker=False): fewer processes, and the single-worker
+    # behaviour (accept gating, ...) is what most tests check.
+    extra = [] if "--workers" in args or not one_worker else ["--workers", "1"]
     ctl_dir = tempfile.mkdtemp(prefix="prefork-test-")
     if "--control-socket" not in args:
         # Each server its own control socket: they must not meet in the cwd.

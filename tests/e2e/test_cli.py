@@ -162,7 +162,10 @@ def test_daemon_mode_with_pidfile_start_status_reload_stop(tmp_path):
         assert not pidfile.exists() and not ctl.exists()
         assert "Listening at" in errlog.read_text()
     finally:
+        master = master or (int(pidfile.read_text()) if pidfile.exists() else None)
         if master and psutil.pid_exists(master):
+            for child in psutil.Process(master).children():
+                child.kill()
             os.kill(master, signal.SIGKILL)
 
 
@@ -226,6 +229,14 @@ def test_workers_drop_privileges_to_nobody():
         nobody = pwd.getpwnam("nobody")
         assert worker.uids().real == nobody.pw_uid and worker.uids().effective == nobody.pw_uid
         assert psutil.Process(s.proc.pid).uids().real == 0
+
+
+def test_help_for_every_command():
+    for command in ("start", "check", "stop", "reload", "upgrade", "status"):
+        out = prefork(command, "--help")
+        assert out.returncode == 0, out.stderr
+        assert "usage: prefork" in out.stdout
+    assert "--access-log-format" in prefork("start", "--help").stdout
 
 
 def test_unknown_user_is_refused_at_start():

@@ -7,7 +7,6 @@ checks the behaviour with a bound loose enough for a busy CI machine.
 from __future__ import annotations
 
 import resource
-import socket
 import time
 
 import pytest
@@ -36,7 +35,7 @@ def test_idle_and_silent_connections_do_not_starve_a_fresh_request():
                 c = s.connect()
                 c.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
                 idle.append((c, HTTPReader(c)))
-            for c, reader in idle:
+            for _c, reader in idle:
                 assert reader.read_response().status == 200
             silent = [s.connect() for _ in range(1000)]
             time.sleep(0.5)

@@ -61,6 +61,20 @@ def test_worker_that_exits_is_replaced_and_other_requests_unaffected():
         wait_until(lambda: get(s, "/hello").status == 200)
 
 
+def test_term_while_workers_are_booting_stops_at_once():
+    srv = ServerProcess(["start", "slowboot:app", "--bind", "127.0.0.1:0", "--workers", "2",
+                         "--control-socket", ""], wait_ready=False)
+    try:
+        srv.wait_for_log(r"Booting worker 2")
+        time.sleep(0.3)      # the workers are importing the app
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        assert srv.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 3, "a booting worker ignored TERM"
+    finally:
+        srv.stop()
+
+
 def test_ttin_and_ttou_change_the_worker_count():
     with running("testapp:app", "--workers", "1") as s:
         wait_until(lambda: len(workers_of(s)) == 1)
@@ -174,6 +188,24 @@ def test_hup_with_a_broken_app_keeps_the_old_workers_serving(tmp_path):
         version.write_text("v3")
         s.signal(signal.SIGHUP)
         wait_until(lambda: get(s, "/").body.startswith(b"v3"), timeout=15)
+
+
+def test_hup_rereads_the_config_file(tmp_path):
+    conf = tmp_path / "prefork.toml"
+    conf.write_text("workers = 1\nthreads = 2\n")
+    with running("testapp:app", "-c", str(conf), one_worker=False) as s:
+        wait_until(lambda: len(workers_of(s)) == 1)
+        conf.write_text("workers = 3\nthreads = 5\n")
+        s.signal(signal.SIGHUP)
+        wait_until(lambda: len(workers_of(s)) == 3, timeout=15)
+        # 5 pool threads and the event loop's thread
+        wait_until(lambda: all(psutil.Process(p).num_threads() >= 6 for p in workers_of(s)),
+                   timeout=15)
+        conf.write_text("workers = \"many\"\n")
+        s.signal(signal.SIGHUP)
+        s.wait_for_log(r"reload failed: the new configuration is invalid: invalid value for "
+                       r"setting 'workers'")
+        assert len(workers_of(s)) == 3 and get(s, "/hello").status == 200
 
 
 def test_usr2_upgrades_the_master_without_losing_requests(tmp_path):

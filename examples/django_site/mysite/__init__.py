@@ -1,0 +1,1 @@
+"""An example Django project served by prefork (see examples/README.md)."""

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("api/info/", views.info, name="info"),
+    path("contact/", views.contact, name="contact"),
+    path("api/form/", views.api_form, name="api-form"),
+    path("upload/sha256/", views.upload_sha256, name="upload-sha256"),
+    path("download/<str:name>", views.download, name="download"),
+    path("stream/", views.stream, name="stream"),
+    path("counter/", views.counter, name="counter"),
+    path("boom/", views.boom, name="boom"),
+]
