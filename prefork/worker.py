@@ -192,7 +192,6 @@ class Worker:
         self.accepting = False
         self.stopping = False
         self.fast_stop = False
-        self.requests = 0
         self.now = time.monotonic()
         self.ep: Any = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -200,6 +199,9 @@ class Worker:
         # What each pool thread is running: (start, head) or None. Read by the
         # heartbeat for the in-flight count and the oldest request's age.
         self.current: list[Any] = [None] * self.settings.threads
+        # Requests served, one counter per pool thread: each thread writes
+        # only its own, so no update is lost (+= on a shared int can be).
+        self.served = [0] * self.settings.threads
         # Server hooks, set by the master: (worker_view, environ[, status]).
         self.pre_request: Callable[..., Any] | None = None
         self.post_request: Callable[..., Any] | None = None
@@ -312,6 +314,10 @@ class Worker:
                     oldest = item[0]
                     oldest_req = f"{item[1].method} {item[1].target}"
         self.slot.beat(now, self.requests, in_flight, oldest, oldest_req)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.served)
 
     def _begin_graceful_stop(self) -> None:
         grace = time.monotonic() + FRESH_GRACE
@@ -577,7 +583,7 @@ class Worker:
             if access_log is not None:
                 access_log.log(environ, exchange.status, exchange.bytes_sent, exchange.headers,
                                start, time.monotonic())
-            self.requests += 1
+            self.served[index] += 1
             conn.served = True
             if not keep or self.stopping:
                 self._close(conn)
