@@ -220,6 +220,9 @@ SETTINGS: list[Setting] = [
     Setting("unix_socket_mode", "Server socket", Octal(), 0o600,
             "File mode of unix sockets prefork binds. Make it 660 (and the group the proxy's) "
             "for nginx on the same host."),
+    Setting("unix_socket_owner", "Server socket", Str(), "",
+            "Owner of unix sockets prefork binds: USER, USER:GROUP or :GROUP (for example "
+            ":www-data, so nginx can connect with mode 660). Empty: leave as created."),
     # Workers
     Setting("workers", "Worker processes", Int(1, 1024), _cpus(),
             "Worker processes the master keeps running. Defaults to the number of CPUs this "

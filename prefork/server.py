@@ -68,8 +68,7 @@ class Server:
         self.cfg = _config(settings)
         self.app = app
         self.app_spec = app_spec
-        self.listeners = [sockets.bind(addr, self.cfg.backlog, self.cfg.reuse_port,
-                                       self.cfg.unix_socket_mode) for addr in self.cfg.bind]
+        self.listeners = sockets.bind_all(self.cfg)
         self.pid: int | None = None
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+from typing import Any
 
 FD_FAMILY = -1
 
@@ -44,8 +45,23 @@ def parse_address(address: str) -> tuple[int, object]:
     return family, (host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), int(port))
 
 
+def bind_all(cfg: Any, addresses: list[str] | None = None) -> list[socket.socket]:
+    """Bind every address of ``cfg.bind`` (or ``addresses``) with ``cfg``'s socket
+    settings; on an error close what was bound and raise."""
+    bound: list[socket.socket] = []
+    try:
+        for address in cfg.bind if addresses is None else addresses:
+            bound.append(bind(address, cfg.backlog, cfg.reuse_port, cfg.unix_socket_mode,
+                              cfg.unix_socket_owner))
+    except OSError:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
 def bind(address: str, backlog: int = 2048, reuse_port: bool = False,
-         unix_mode: int | None = None) -> socket.socket:
+         unix_mode: int | None = None, unix_owner: str = "") -> socket.socket:
     """Create, bind and listen; raise OSError with the address in the message."""
     family, sockaddr = parse_address(address)
     if family == FD_FAMILY:
@@ -61,14 +77,31 @@ def bind(address: str, backlog: int = 2048, reuse_port: bool = False,
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)  # type: ignore[arg-type]
-        if family == socket.AF_UNIX and unix_mode is not None:
-            os.chmod(str(sockaddr), unix_mode)
+        if family == socket.AF_UNIX:
+            if unix_mode is not None:
+                os.chmod(str(sockaddr), unix_mode)
+            if unix_owner:
+                _chown(str(sockaddr), unix_owner)
         sock.listen(backlog)
     except OSError as e:
         sock.close()
         raise OSError(e.errno, f"cannot listen on {address}: {e.strerror}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def _chown(path: str, owner: str) -> None:
+    """``USER``, ``USER:GROUP`` or ``:GROUP`` (names or numbers)."""
+    import grp
+    import pwd
+
+    user, _, group = owner.partition(":")
+    try:
+        uid = -1 if not user else int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+        gid = -1 if not group else int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError as e:
+        raise OSError(22, f"unix_socket_owner {owner!r}: no such user or group {e}") from None
+    os.chown(path, uid, gid)
 
 
 def adopt(fd: int, what: str) -> socket.socket:

@@ -86,3 +86,20 @@ def test_access_log_off_by_default_and_error_log_on_stderr():
         time.sleep(0.3)
         assert "GET /hello" not in s.log
         assert "Listening at" in s.log
+
+
+def test_error_log_to_syslog_over_udp():
+    import socket as socket_mod
+    with socket_mod.socket(socket_mod.AF_INET, socket_mod.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(10)
+        port = receiver.getsockname()[1]
+        with running("testapp:app", "--syslog-addr", f"udp://127.0.0.1:{port}",
+                     "--syslog-facility", "local3"):
+            seen = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(b"Listening at" in m for m in seen):
+                seen.append(receiver.recv(4096))
+    line = next(m for m in seen if b"Listening at" in m)
+    # <PRI> = facility local3 (19) * 8 + severity info (6) = 158
+    assert line.startswith(b"<158>prefork: ")

@@ -272,6 +272,19 @@ def test_unix_socket_and_tcp_at_once(tmp_path):
     assert not path.exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_unix_socket_owner(tmp_path):
+    import grp
+    import pwd
+    path = tmp_path / "owned.sock"
+    group = grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+    with running("testapp:app", "--bind", f"unix:{path}", "--unix-socket-owner",
+                 f"nobody:{group}"):
+        st = path.stat()
+        assert st.st_uid == pwd.getpwnam("nobody").pw_uid
+        assert st.st_gid == grp.getgrnam(group).gr_gid
+
+
 def test_live_unix_socket_is_refused_and_stale_one_replaced(tmp_path):
     path = tmp_path / "s.sock"
     with running("testapp:app", "--bind", f"unix:{path}") as s:
