@@ -445,24 +445,34 @@ class Worker:
             self._reject(conn, e)
             return
         if req is None:
-            if http.waiting_for_body:
-                conn.deadline = self.now + self.settings.body_timeout
-                if http.continue_needed:
-                    http.continue_needed = False
-                    try:
-                        conn.sock.send(CONTINUE)
-                    except OSError:
-                        self._close(conn)
-                        return
-            elif was_idle:
-                conn.deadline = self.now + self.settings.header_timeout
-            self._arm(conn)
+            self._wait_for_more(conn, self.now, was_idle)
             return
         with self.lock:
             self.busy += 1
             if self.accepting and self.busy >= self.settings.threads:
                 self._update_accepting()
         self.queue.put((conn, req))
+
+    def _wait_for_more(self, conn: Conn, now: float, new_request: bool) -> None:
+        """No complete request is buffered: set the deadline for what is
+        missing, answer ``Expect: 100-continue``, and give the connection back
+        to epoll. Called by the loop after a read and by a pool thread after a
+        response."""
+        http, s = conn.http, self.settings
+        if http.waiting_for_body:
+            conn.deadline = now + s.body_timeout
+            if http.continue_needed:
+                http.continue_needed = False
+                try:
+                    conn.sock.send(CONTINUE)    # 25 bytes: fits any socket buffer
+                except OSError:
+                    self._close(conn)
+                    return
+        elif http.idle:
+            conn.deadline = now + (s.keepalive if conn.served else s.header_timeout)
+        elif new_request:
+            conn.deadline = now + s.header_timeout
+        self._arm(conn)
 
     def _reject(self, conn: Conn, err: HTTPError) -> None:
         """Answer a protocol error and close without losing the answer."""
@@ -593,17 +603,7 @@ class Worker:
             except HTTPError as e:
                 self._reject_from_thread(conn, e)
                 return
-        # Hand the connection back to epoll.
-        conn.deadline = time.monotonic() + (self.settings.keepalive if http.idle
-                                            else self.settings.header_timeout)
-        if http.continue_needed:
-            http.continue_needed = False
-            try:
-                conn.writer.write(CONTINUE)
-            except OSError:
-                self._close(conn)
-                return
-        self._arm(conn)
+        self._wait_for_more(conn, time.monotonic(), True)
 
     def _call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
         try:

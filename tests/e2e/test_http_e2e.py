@@ -214,6 +214,18 @@ def test_expect_100_continue(srv):
         assert r.status == 200 and json.loads(r.body)["head"] == "hello"
 
 
+def test_expect_100_continue_on_a_pipelined_request(srv):
+    with srv.connect() as s:
+        s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        reader = HTTPReader(s)
+        assert reader.read_response().body == b"Hello, World!"
+        assert reader.read_response().status == 100
+        s.sendall(b"hello")
+        assert json.loads(reader.read_response().body)["head"] == "hello"
+
+
 def test_expect_100_continue_over_limit_gets_413_without_100(srv):
     with srv.connect() as s:
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n"
