@@ -39,7 +39,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from .http.connection import HTTPConnection, Request
-from .http.errors import HTTPError
+from .http.errors import ClientGone, HTTPError
 from .http.parser import Limits
 from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
 from .log import DEFAULT_ACCESS_FORMAT, AccessLog, reopen_error_log
@@ -104,28 +104,36 @@ class SocketWriter:
             sent = self.sock.send(data)
         except BlockingIOError:
             sent = 0
+        except OSError as e:
+            raise ClientGone(str(e)) from e
         if sent == len(data):
             return
         view = memoryview(data)[sent:]
-        while view:
-            self._wait()
-            try:
-                view = view[self.sock.send(view):]
-            except BlockingIOError:
-                pass
+        try:
+            while view:
+                self._wait()
+                try:
+                    view = view[self.sock.send(view):]
+                except BlockingIOError:
+                    pass
+        except OSError as e:          # TimeoutError included
+            raise ClientGone(str(e)) from e
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         out = self.sock.fileno()
         total = 0
-        while total < count:
-            try:
-                sent = os.sendfile(out, fd, offset + total, count - total)
-            except BlockingIOError:
-                self._wait()
-                continue
-            if sent == 0:
-                break   # the file is shorter than it was
-            total += sent
+        try:
+            while total < count:
+                try:
+                    sent = os.sendfile(out, fd, offset + total, count - total)
+                except BlockingIOError:
+                    self._wait()
+                    continue
+                if sent == 0:
+                    break   # the file is shorter than it was
+                total += sent
+        except OSError as e:
+            raise ClientGone(str(e)) from e
         return total
 
 
@@ -584,7 +592,7 @@ class Worker:
                 keep = run_app(app, environ, exchange)
                 if self.post_request is not None:
                     self._call_hook(self.post_request, environ, exchange.status)
-            except OSError as e:
+            except ClientGone as e:
                 log.debug("client %s gone while writing: %s", conn.peer[0], e)
                 keep = False
             finally:
@@ -615,7 +623,7 @@ class Worker:
         conn.http.close()
         try:
             conn.writer.write(error_response(err.status, err.reason, err.detail))
-        except OSError:
+        except ClientGone:
             self._close(conn)
             return
         self._linger(conn)

@@ -135,7 +135,7 @@ class HTTPConnection:
             self.buf = rest = buf[end:]
             if not head.chunked:
                 length = head.content_length or 0
-                if len(rest) >= length:
+                if len(rest) >= length and length <= self.spool_threshold:
                     # The common case: the whole body (often none) is here.
                     if length:
                         self.buf = rest[length:]

@@ -8,6 +8,13 @@ the rest of the byte stream can no longer be trusted.
 from __future__ import annotations
 
 
+class ClientGone(Exception):
+    """Writing the response failed: the client closed, reset, or stopped
+    reading past the write timeout. Raised by the transport (from the OSError),
+    so an OSError raised by the application itself is told apart: that one is
+    an application error, and gets a 500."""
+
+
 class HTTPError(Exception):
     """A request that cannot be served. ``status``/``reason`` go on the wire."""
 

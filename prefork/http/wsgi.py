@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote_to_bytes
 
 from .connection import Request
+from .errors import ClientGone
 
 log = logging.getLogger("prefork.error")
 
@@ -46,10 +47,10 @@ class Transport(Protocol):
     """What the worker gives a request to write with."""
 
     def write(self, data: bytes) -> None:
-        """Send all of ``data`` or raise OSError/TimeoutError."""
+        """Send all of ``data`` or raise ClientGone."""
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
-        """Send ``count`` bytes of ``fd`` from ``offset``; return bytes sent."""
+        """Send ``count`` bytes of ``fd`` from ``offset``; return bytes sent. Raises ClientGone."""
 
 
 class FileWrapper:
@@ -154,11 +155,18 @@ def make_environ(req: Request, base: dict[str, Any], peer: tuple[str, str]) -> d
             env[key] = env[key] + sep + value
         else:
             env[key] = value
+    if head.host is not None and target_is_absolute(head):
+        # RFC 9112 3.2.2: the authority of an absolute-form target replaces Host.
+        env["HTTP_HOST"] = head.host
     if head.chunked:
         # The body was de-chunked while it was buffered: describe what the app reads.
         env.pop("HTTP_TRANSFER_ENCODING", None)
         env["CONTENT_LENGTH"] = str(req.body_length)
     return env
+
+
+def target_is_absolute(head: Any) -> bool:
+    return head.target[0] != "/" and head.target != "*"
 
 
 class Exchange:
@@ -357,7 +365,7 @@ def run_app(app: Callable[..., Iterable[bytes]], environ: dict[str, Any],
     from the application becomes a 500 when nothing was sent yet; after the
     head is out the connection is cut instead, so the client sees a truncated
     response rather than a wrong one. Transport errors (client gone, write
-    timeout) propagate as OSError.
+    timeout) propagate as ClientGone.
     """
     result = None
     try:
@@ -387,7 +395,7 @@ def run_app(app: Callable[..., Iterable[bytes]], environ: dict[str, Any],
                 if exchange.no_body:
                     break   # HEAD and friends: the head is out, the rest is not needed
         exchange.finish()
-    except OSError:
+    except ClientGone:
         exchange.keep_alive = False
         raise
     except Exception:

@@ -112,6 +112,8 @@ def control(environ, start_response):
             _hoard[-1][i] = 1
     elif path == "/exit":
         os._exit(7)
+    elif path == "/db-down":
+        raise ConnectionRefusedError(111, "the database is down")
     else:
         return app(environ, start_response)
     start_response("200 OK", [("Content-Type", "text/plain")])

@@ -519,3 +519,11 @@ def test_many_concurrent_clients_all_served(srv):
     finally:
         for c in socks:
             c.close()
+
+
+def test_oserror_raised_by_the_app_is_a_500_not_a_dropped_connection():
+    with running("testapp:control") as s:
+        r = get(s, "/db-down")
+        assert r.status == 500
+        s.wait_for_log(r"ConnectionRefusedError: \[Errno 111\] the database is down")
+        assert get(s, "/hello").status == 200
