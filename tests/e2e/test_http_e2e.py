@@ -306,7 +306,8 @@ def test_iterable_close_is_called(srv, tmp_path):
     marker = tmp_path / "closed"
     assert get(srv, f"/closing?marker={marker}").body == b"body"
     deadline = time.monotonic() + 5
-    while not marker.exists() and time.monotonic() < deadline:
+    # open("w") creates the file before close() writes it: wait for the content.
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert marker.read_text() == "closed"
 
