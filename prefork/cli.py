@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, control
+from . import __version__, control, systemd
 from .config import BY_NAME, SETTINGS, Bool, Config, ConfigError, resolve, sections
 from .daemon import check_user_group, read_pid
 
@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # First of all, before anything forks, daemonizes or calls setproctitle:
+    # take NOTIFY_SOCKET, WATCHDOG_USEC and LISTEN_* out of the environment.
+    sd = systemd.capture()
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     command = args.pop("command", None)
@@ -106,14 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"prefork: error: {e}", file=sys.stderr)
         return 2
     if command == "start":
-        return start(cfg, app_spec, cli, config_file, argv)
+        return start(cfg, app_spec, cli, config_file, argv, sd)
     if command == "check":
         return check(cfg, app_spec)
     return remote(command, cfg, extra)
 
 
 def start(cfg: Config, app_spec: str | None, cli: dict[str, Any], config_file: str | None,
-          argv: Sequence[str] | None) -> int:
+          argv: Sequence[str] | None, sd: systemd.Systemd | None = None) -> int:
     from .master import Master
     from .server import setup_logging
 
@@ -126,7 +129,7 @@ def start(cfg: Config, app_spec: str | None, cli: dict[str, Any], config_file: s
     sys.path.insert(0, os.getcwd())
     try:
         master = Master(cfg, app_spec, argv=list(sys.argv[1:] if argv is None else argv),
-                        reload_config=lambda: resolve(cli, config_file))
+                        reload_config=lambda: resolve(cli, config_file), systemd=sd)
     except ValueError as e:      # a hook that cannot be loaded
         log.error("%s", e)
         return 2

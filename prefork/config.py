@@ -99,6 +99,21 @@ class Str:
         return value
 
 
+@dataclass(frozen=True)
+class Choice:
+    """One of a few fixed strings."""
+
+    choices: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str) or value.strip().lower() not in self.choices:
+            raise ValueError
+        return value.strip().lower()
+
+
 class StrList:
     """A list of strings; from a string, comma-separated (env) or one item (CLI)."""
 
@@ -344,6 +359,23 @@ SETTINGS: list[Setting] = [
             "tcp://HOST:PORT. Empty: no syslog."),
     Setting("syslog_facility", "Logging", Str(), "user",
             "Syslog facility (user, daemon, local0 ... local7)."),
+    # Development
+    Setting("reload", "Development", Bool(), False,
+            "For development only, like Django's runserver: reload the workers when a source "
+            "file changes — a .py file in a directory holding one of the app's modules (not "
+            "the standard library or site-packages), or one of reload_extra_files. The new "
+            "code boots in a canary first: a syntax error is logged and the old code keeps "
+            "serving until the next save. Needs an APP to import (not preload or an embedded "
+            "app, which re-execute the master instead). Don't use it in production."),
+    Setting("reload_extra_files", "Development", StrList(), [],
+            "More files whose change reloads the workers with reload on: templates, "
+            "configuration, ... Glob patterns such as templates/**/*.html are allowed; "
+            "relative paths are taken from chdir.", metavar="PATH", multiple=True),
+    Setting("reload_engine", "Development", Choice(("auto", "inotify", "poll")), "auto",
+            "How reload watches files: inotify (Linux, no extra package) wakes at once; poll "
+            "stats the files once a second and works everywhere, including network and "
+            "container-mounted file systems that send no inotify events; auto uses inotify "
+            "when available."),
 ]
 
 SETTINGS += [Setting(name, "Server hooks", Hook(), "", f"Called {signature}.",

@@ -46,6 +46,7 @@ from .daemon import Pidfile, PidfileError, daemonize, drop_privileges, report
 from .hooks import Hooks, ServerView, WorkerView
 from .log import reopen_error_log
 from .scoreboard import BOOTING, READY, STOPPING, Scoreboard, Slot
+from .systemd import Systemd
 from .worker import Worker
 
 log = logging.getLogger("prefork.error")
@@ -93,7 +94,8 @@ class Master:
                  app: Callable[..., Any] | None = None,
                  listeners: list[socket.socket] | None = None,
                  argv: list[str] | None = None,
-                 reload_config: Callable[[], Config] | None = None):
+                 reload_config: Callable[[], Config] | None = None,
+                 systemd: Systemd | None = None):
         self.cfg = cfg
         self.app_spec = app_spec
         self.app = app                  # given (embedding) or preloaded
@@ -101,6 +103,7 @@ class Master:
         self.listeners = listeners or []
         self.argv = argv                # for re-exec (USR2); None when embedded
         self.reload_config = reload_config
+        self.sd = systemd or Systemd()   # sd_notify, socket activation, watchdog (systemd.py)
         self.pid = os.getpid()
         self.workers: dict[int, WorkerProcess] = {}
         self.wanted = cfg.workers
@@ -155,10 +158,8 @@ class Master:
         os.environ.update(cfg.env)
         self.hooks.call("on_starting", self.view())
         if not self.listeners:
-            inherited = sockets.inherited_from_env()
-            self.listeners = inherited or [
-                sockets.bind(addr, self.cfg.backlog, self.cfg.reuse_port,
-                             self.cfg.unix_socket_mode) for addr in self.cfg.bind]
+            inherited = sockets.inherited_from_env() or self.sd.listeners(self.cfg)
+            self.listeners = inherited or sockets.bind_all(self.cfg)
         self.addresses = tuple(sockets.describe(sock) for sock in self.listeners)
         for address in self.addresses:
             log.info("Listening at: %s", address)
@@ -225,6 +226,7 @@ class Master:
             self._manage()
             while True:
                 self._sleep()
+                self.sd.tick(self)      # watchdog pings only while this loop turns
                 while self.signals:
                     self._handle_signal(self.signals.popleft())
                 self._reap()
@@ -273,7 +275,8 @@ class Master:
         signal.set_wakeup_fd(-1)
         for sock in self.listeners:
             try:
-                if sock.family == socket.AF_UNIX and self.upgrade_pid is None:
+                if (sock.family == socket.AF_UNIX and self.upgrade_pid is None
+                        and not self.sd.activated(sock)):   # systemd's file: keep it
                     sockets.unlink_unix(sock)
                 sock.close()
             except OSError:
@@ -321,6 +324,7 @@ class Master:
         self.stopping = "graceful" if graceful else "fast"
         log.info("Handling signal: %s (%s stop)", "TERM" if graceful else "INT/QUIT",
                  self.stopping)
+        self.sd.stopping(self)
         sig = signal.SIGTERM if graceful else signal.SIGQUIT
         wait = self.cfg.graceful_timeout if graceful else 1.0
         self.stop_deadline = time.monotonic() + wait + 1.0
@@ -451,6 +455,9 @@ class Master:
         worker.post_request = hooks.get("post_request")
         worker.hook_view = me
         hooks.call("post_worker_init", me)
+        if cfg.reload:      # development mode: watch the app's files (reloader.py)
+            from .reloader import start_reloader
+            start_reloader(cfg, self.pid, self.board)
         worker.run()
         hooks.call("worker_exit", self.view(), me)
         return 0
@@ -620,6 +627,7 @@ class Master:
             self.announced_ready = True
             log.info("Ready: %d workers serving", self.wanted)
             self.hooks.call("when_ready", self.view())
+            self.sd.ready(self)         # READY=1 + MAINPID= before a USR2 predecessor retires
             announce_upgrade_ready()
             for fn in self.on_ready:
                 fn()
@@ -656,6 +664,7 @@ class Master:
     def reload(self) -> None:
         log.info("Handling signal: HUP (reload)")
         self.hooks.call("on_reload", self.view())
+        self.sd.reloading()             # READY=1 follows, whether the reload works or not
         if self.canary is not None:
             log.warning("a reload is already in progress; ignoring HUP")
             return
@@ -737,7 +746,8 @@ class Master:
             return
         r, w = os.pipe()
         fds = [s.fileno() for s in self.listeners]
-        env = dict(os.environ, PREFORK_FDS=",".join(map(str, fds)), PREFORK_UPGRADE_FD=str(w))
+        env = dict(os.environ, **self.sd.exec_env(), PREFORK_FDS=",".join(map(str, fds)),
+                   PREFORK_UPGRADE_FD=str(w))
         pid = os.fork()
         if pid == 0:
             try:
