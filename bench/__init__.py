@@ -1,0 +1,1 @@
+"""Load benchmarks: prefork against gunicorn (and others), side by side."""
