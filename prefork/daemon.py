@@ -28,9 +28,11 @@ class Pidfile:
         self.path = os.path.abspath(path)
         self.pid: int | None = None
 
-    def create(self, pid: int) -> None:
+    def create(self, pid: int, predecessor: int | None = None) -> None:
+        """Write ``pid``. A live owner is refused, unless it is ``predecessor``
+        (the master that started this one with USR2)."""
         other = read_pid(self.path)
-        if other is not None and other != pid and _alive(other):
+        if other is not None and other not in (pid, predecessor) and _alive(other):
             raise PidfileError(f"pidfile {self.path} names pid {other}, which is running: "
                                "is prefork already started?")
         tmp = f"{self.path}.{pid}.tmp"

@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from .threads import start_thread
+
 FLUSH_INTERVAL = 0.05
 DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
@@ -122,9 +124,7 @@ class AccessLog:
         self.stream: TextIO = self._open()
         self._reopen = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._writer, name="prefork-accesslog",
-                                        daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._writer, "prefork-accesslog")
 
     def _open(self) -> TextIO:
         if self.target == "-":

@@ -168,9 +168,10 @@ class Master:
             self.daemonized = True
             self.pid = os.getpid()
             self.on_ready.append(self._report_daemon_ready)
+        upgrading = "PREFORK_UPGRADE_FD" in os.environ
         if pidfile_path:
             self.pidfile = Pidfile(pidfile_path)
-            self.pidfile.create(self.pid)
+            self.pidfile.create(self.pid, predecessor=os.getppid() if upgrading else None)
         if self.cfg.preload and self.app is None:
             self.app = load_app(self.app_spec)
             gc.collect()
@@ -780,6 +781,7 @@ class Master:
             self.upgrade_pipe = None
             log.error("Upgrade failed: the new master (pid %d) exited before it was ready; "
                       "this master keeps serving", self.upgrade_pid)
+            self._reclaim_after_failed_upgrade()
             self._answer_upgrade({"ok": False, "error": "the new master exited before it was "
                                   "ready (see the error log); this master keeps serving"})
 
@@ -787,11 +789,29 @@ class Master:
         code = os.waitstatus_to_exitcode(status)
         if self.upgrade_pipe is not None:
             log.error("Upgrade failed: the new master exited with status %d", code)
+            self._reclaim_after_failed_upgrade()
             os.close(self.upgrade_pipe)
             self.upgrade_pipe = None
             self._answer_upgrade({"ok": False, "error": f"the new master exited with status "
                                   f"{code} (see the error log); this master keeps serving"})
         self.upgrade_pid = None
+
+    def _reclaim_after_failed_upgrade(self) -> None:
+        """The failed successor took over the control socket and the pidfile
+        (and may have removed them): take them back."""
+        if self.control is not None:
+            path, mode = self.control.path, self.cfg.control_socket_mode
+            self.control.sock.close()
+            try:
+                self.control = ControlServer(path, mode, self._control_command, takeover=True)
+            except OSError as e:
+                log.error("could not recreate the control socket: %s", e)
+                self.control = None
+        if self.pidfile is not None:
+            try:
+                self.pidfile.create(self.pid, predecessor=self.upgrade_pid)
+            except (OSError, PidfileError) as e:
+                log.error("could not rewrite the pidfile: %s", e)
 
     def _answer_upgrade(self, answer: dict[str, Any]) -> None:
         for client in self.upgrade_waiters:

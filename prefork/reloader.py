@@ -70,6 +70,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .scoreboard import BOOTING, Scoreboard
+from .threads import start_thread
 
 log = logging.getLogger("prefork.error")
 
@@ -297,8 +298,7 @@ class Reloader:
     def start(self) -> None:
         """Take the snapshot now (the app was just imported) and start watching."""
         self.rescan()
-        self.thread = threading.Thread(target=self._run, name="prefork-reloader", daemon=True)
-        self.thread.start()
+        self.thread = start_thread(self._run, "prefork-reloader")
 
     def _run(self) -> None:
         try:

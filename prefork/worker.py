@@ -44,6 +44,7 @@ from .http.parser import Limits
 from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
 from .log import DEFAULT_ACCESS_FORMAT, AccessLog, reopen_error_log
 from .scoreboard import READY, STOPPING, Slot
+from .threads import start_thread
 
 log = logging.getLogger("prefork.error")
 
@@ -257,10 +258,7 @@ class Worker:
             lst.sock.setblocking(False)
             self.handlers[lst.fd] = lst
         for i in range(s.threads):
-            t = threading.Thread(target=self._thread_main, args=(i,), name=f"prefork-{i}",
-                                 daemon=True)
-            t.start()
-            self._threads.append(t)
+            self._threads.append(start_thread(self._thread_main, f"prefork-{i}", (i,)))
         with self.lock:
             self._update_accepting()
         if self.slot is not None:

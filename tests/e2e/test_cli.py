@@ -257,3 +257,18 @@ def test_upgrade_command(tmp_path):
         finally:
             os.kill(new, signal.SIGTERM)
             wait_gone(new)
+
+
+def test_app_spec_forms_factory_and_module_only():
+    with running('factoryapp:create_app("staging", 3)') as s:
+        assert get(s, "/").body == b"stagingx3"
+    with running("factoryapp") as s:          # MODULE: its `application`
+        assert get(s, "/").body == b"module-levelx1"
+    out = prefork("check", "factoryapp:create_app(open('/etc/passwd'))")
+    assert out.returncode == 3 and "literal positional arguments" in out.stderr
+
+
+def test_version():
+    from prefork import __version__
+    out = prefork("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"prefork {__version__}"

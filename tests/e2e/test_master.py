@@ -236,6 +236,37 @@ def test_usr2_upgrades_the_master_without_losing_requests(tmp_path):
         assert load.lost == [] and load.ok > 100
 
 
+def test_failed_usr2_upgrade_keeps_the_old_master_with_its_pidfile_and_control_socket(tmp_path):
+    version, pidfile, ctl = tmp_path / "VERSION", tmp_path / "p.pid", tmp_path / "c.ctl"
+    version.write_text("v1")
+    with running("versioned:app", "--workers", "1", "--max-boot-failures", "1",
+                 "--pidfile", str(pidfile), "--control-socket", str(ctl),
+                 env={"VERSION_FILE": str(version)}) as s:
+        version.write_text("broken-upgrade")
+        s.signal(signal.SIGUSR2)
+        s.wait_for_log(r"Upgrade failed", timeout=20)
+        wait_until(lambda: pidfile.exists() and int(pidfile.read_text()) == s.proc.pid)
+        out = subprocess.run([sys.executable, "-m", "prefork", "status", "--json",
+                              "--control-socket", str(ctl)], capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert get(s, "/").body.startswith(b"v1")
+        # ... and a later upgrade with the fix goes through, handing over the pidfile.
+        version.write_text("v2")
+        s.signal(signal.SIGUSR2)
+        m = s.wait_for_log(r"Upgrade: the new master \(pid (\d+)\) is ready", timeout=20)
+        new = int(m.group(1))
+        try:
+            assert s.proc.wait(15) == 0
+            assert int(pidfile.read_text()) == new
+            assert get(s, "/").body.startswith(b"v2")
+        finally:
+            os.kill(new, signal.SIGTERM)
+            wait_until(lambda: not psutil.pid_exists(new)
+                       or psutil.Process(new).status() == psutil.STATUS_ZOMBIE, timeout=15)
+        assert not pidfile.exists()
+
+
 def test_max_requests_recycles_workers_one_at_a_time():
     with running("testapp:app", "--workers", "2", "--max-requests", "20",
                  "--max-requests-jitter", "5") as s:
