@@ -33,7 +33,10 @@ class ServerProcess:
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None,
                  cwd: str | os.PathLike[str] | None = None, startup_timeout: float = 15.0,
-                 wait_ready: bool = True, log_files: list[Path] | None = None):
+                 wait_ready: bool = True, log_files: list[Path] | None = None,
+                 command: list[str] | None = None, wait_listening: bool = True):
+        """``command`` replaces ``python -m prefork ARGS`` (e.g. a wrapper that
+        starts prefork); without ``wait_listening`` there is no port to learn."""
         # Files the server logs to (--errorlog); ``log`` includes their text.
         self.log_files = log_files or []
         full_env = dict(os.environ)
@@ -43,7 +46,7 @@ class ServerProcess:
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         if env:
             full_env.update(env)
-        self.args = [sys.executable, "-m", "prefork", *args]
+        self.args = command or [sys.executable, "-m", "prefork", *args]
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=full_env, cwd=cwd, start_new_session=True,
@@ -52,7 +55,9 @@ class ServerProcess:
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.host, self.port = self._wait_listening(startup_timeout)
+        self.host, self.port = "", 0
+        if wait_listening:
+            self.host, self.port = self._wait_listening(startup_timeout)
         if wait_ready:
             try:
                 self.wait_for_log(READY_RE, startup_timeout)

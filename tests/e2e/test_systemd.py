@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from server import ROOT, HTTPReader, get, running
+from server import ROOT, HTTPReader, ServerProcess, get, running
 
 from prefork import systemd
 from prefork.systemd import ActivationError, Systemd
@@ -163,7 +163,7 @@ def http_get(host: str, port: int, path: str = "/hello") -> tuple[int, bytes]:
     return r.status, r.body
 
 
-class Activated:
+class Activated(ServerProcess):
     """``systemd-socket-activate -l ADDR ... python -m prefork start ...``, output captured.
 
     Like a .socket unit, systemd-socket-activate listens first and starts
@@ -182,57 +182,7 @@ class Activated:
                 sys.executable, "-m", "prefork", "start", *prefork_args]
         if "--control-socket" not in prefork_args:
             argv += ["--control-socket", ""]      # none in the cwd
-        full_env = dict(os.environ)
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=full_env, start_new_session=True)
-        self._lines: list[str] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with self._cond:
-                self._lines.append(raw.decode("utf-8", "replace"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    @property
-    def log(self) -> str:
-        with self._cond:
-            return "".join(self._lines)
-
-    def wait_for_log(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                m = rx.search("".join(self._lines))
-                if m:
-                    return m
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"{pattern!r} not in the log:\n{''.join(self._lines)}")
-                self._cond.wait(min(left, 0.2))
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            terminate(self.proc.pid)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        try:     # any worker left behind (same session and process group)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self._reader.join(2)
-        return self.proc.returncode
+        super().__init__([], command=argv, wait_listening=False, wait_ready=False)
 
 
 # -- unit: capture, checks, notify ------------------------------------------
