@@ -20,12 +20,14 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -67,8 +69,13 @@ class Run:
 @dataclass
 class Results:
     runs: list[Run] = field(default_factory=list)
-    idle_rss: dict[str, list[float]] = field(default_factory=dict)
+    idle_rss: dict[str, list[float]] = field(default_factory=dict)  # "server app" -> MiB
     starvation: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+# Process groups of the servers started and not yet reaped: main() kills any
+# that are still here when it exits, whatever the path out.
+_STARTED: set[int] = set()
 
 
 def free_port() -> int:
@@ -84,13 +91,21 @@ def serving(name: str, app: str, threads: int, pin: bool) -> Iterator[tuple[int,
     if pin and shutil.which("taskset"):
         argv = ["taskset", "-c", "0", *argv]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    log = tempfile.TemporaryFile(prefix="bench-server-")  # kept for the error message
+
+    def tail() -> str:
+        log.seek(0)
+        lines = log.read().decode("utf-8", "replace").rstrip().splitlines()[-15:]
+        return "\n".join(["", f"$ {shlex.join(argv)}", *lines])
+
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                             start_new_session=True)
+    _STARTED.add(proc.pid)
     try:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with status {proc.returncode}")
+                raise RuntimeError(f"{name} exited with status {proc.returncode}{tail()}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
                     c.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -99,18 +114,22 @@ def serving(name: str, app: str, threads: int, pin: bool) -> Iterator[tuple[int,
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not answer within 30 s")
+                raise RuntimeError(f"{name} did not answer within 30 s{tail()}")
             time.sleep(0.1)
         workers = psutil.Process(proc.pid).children()
         yield port, (workers[0] if workers else psutil.Process(proc.pid))
     finally:
+        # The server leads its own process group: TERM it, then KILL whatever is
+        # left of the group (a worker that outlived its master included).
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(15)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
+        _STARTED.discard(proc.pid)
+        log.close()
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -129,13 +148,18 @@ def wrk(port: int, connections: int, seconds: float, close: bool, pin: bool) -> 
     argv.append(f"http://127.0.0.1:{port}/")
     if pin and shutil.which("taskset"):
         argv = ["taskset", "-c", "1", *argv]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    out = proc.stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if proc.returncode != 0 or rps is None:
+        # Never let a failed run enter the medians as 0 req/s.
+        raise RuntimeError(f"wrk failed (exit {proc.returncode}): {shlex.join(argv)}\n"
+                           f"{(proc.stderr + out).strip()[-500:]}")
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(rps.group(1)) if rps else 0.0,
+    return {"rps": float(rps.group(1)),
             "p50": _ms(p50.group(1)) if p50 else float("nan"),
             "p99": _ms(p99.group(1)) if p99 else float("nan"),
             "errors": errors + (int(non2xx.group(1)) if non2xx else 0)}
@@ -188,7 +212,8 @@ def run(args: argparse.Namespace) -> Results:
             for name in order:
                 with serving(name, APPS[app], args.threads, not args.no_pin) as (port, worker):
                     time.sleep(0.5)
-                    results.idle_rss.setdefault(name, []).append(worker.memory_info().rss / 1048576)
+                    results.idle_rss.setdefault(f"{name} {app}", []).append(
+                        worker.memory_info().rss / 1048576)
                     for mode in args.modes:
                         for conns in args.connections:
                             wrk(port, conns, 1, mode == "close", not args.no_pin)   # warm-up
@@ -296,6 +321,26 @@ def machine() -> str:
             f"gunicorn {gunicorn.__version__}, {platform.system()} {platform.release()}")
 
 
+def commands(args: argparse.Namespace) -> list[str]:
+    """The exact server and wrk command lines the run used, for the docs."""
+    pin = [] if args.no_pin else ["taskset", "-c", "0"]
+    py = os.path.relpath(sys.executable, ROOT)
+    out = []
+    for name in ("prefork", "gunicorn"):
+        for app in args.apps:
+            argv = [*pin, *server_command(name, APPS[app], 0, args.threads)]
+            argv = [py if a == sys.executable else a.replace("127.0.0.1:0", "127.0.0.1:PORT")
+                    for a in argv]
+            out.append(shlex.join(argv))
+    wrk_pin = "" if args.no_pin else "taskset -c 1 "
+    for mode in args.modes:
+        close = " -H 'Connection: close'" if mode == "close" else ""
+        out.append(f"{wrk_pin}wrk -t1 -c{{{','.join(map(str, args.connections))}}} "
+                   f"-d{args.duration}s --latency -H 'Host: localhost'{close} "
+                   "http://127.0.0.1:PORT/")
+    return out
+
+
 def write_doc(table: str, args: argparse.Namespace) -> None:
     section = "\n".join([
         BEGIN,
@@ -307,6 +352,13 @@ def write_doc(table: str, args: argparse.Namespace) -> None:
         "![ratios](benchmarks.svg)",
         "",
         table,
+        "",
+        "Commands (`PORT` is a free port picked for each server start; each measurement is "
+        "preceded by a 1 s warm-up with the same wrk command):",
+        "",
+        "```sh",
+        *commands(args),
+        "```",
         END,
     ])
     text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
@@ -319,26 +371,48 @@ def write_doc(table: str, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--duration", type=int, default=3, help="whole seconds per measurement")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=int, help="whole seconds per measurement (default 3)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")],
-                   default=[1, 16, 64, 256])
+                   help="comma-separated (default 1,16,64,256)")
     p.add_argument("--only", dest="apps", type=lambda s: s.split(","), default=list(APPS))
     p.add_argument("--modes", type=lambda s: s.split(","), default=["keepalive", "close"])
     p.add_argument("--no-starvation", dest="starvation", action="store_false")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument("--no-write", action="store_true", help="do not write docs/benchmarks.md")
     p.add_argument("--quick", action="store_true",
-                   help="1 round of 1 s, 16 and 256 connections, no starvation scenario")
+                   help="1 round of 1 s, 16 and 256 connections, no starvation scenario "
+                   "(explicit flags win)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.rounds, args.duration, args.connections, args.starvation = 1, 1, [16, 256], False
+    # Defaults; --quick only changes what was not given explicitly.
+    quick = args.quick
+    if args.rounds is None:
+        args.rounds = 1 if quick else 3
+    if args.duration is None:
+        args.duration = 1 if quick else 3
+    if args.connections is None:
+        args.connections = [16, 256] if quick else [1, 16, 64, 256]
+    if quick:
+        args.starvation = False
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk (make bench does it)", file=sys.stderr)
         return 2
+    # The servers run in sessions of their own, so a TERM/HUP that killed this
+    # process outright would leave them running: turn it into an exit that
+    # goes through serving()'s cleanup.
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGHUP, _exit)
     t0 = time.monotonic()
-    results = run(args)
+    try:
+        results = run(args)
+    finally:
+        for pgid in list(_STARTED):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
     rows = median_table(results)
     table = format_table(rows, results)
     print()
