@@ -13,6 +13,7 @@ names the setting, the value given and what is allowed.
 from __future__ import annotations
 
 import difflib
+import logging.handlers
 import os
 import textwrap
 import tomllib
@@ -220,6 +221,9 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+LOGLEVELS = ("debug", "info", "warning", "error", "critical")
+SYSLOG_FACILITIES = tuple(logging.handlers.SysLogHandler.facility_names)
+
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 
 SETTINGS: list[Setting] = [
@@ -341,7 +345,7 @@ SETTINGS: list[Setting] = [
             "Write the master's pid to this file (a stale one is replaced, a live one refused). "
             "prefork stop/reload/status fall back to it when there is no control socket."),
     # Logging
-    Setting("loglevel", "Logging", Str(), "info",
+    Setting("loglevel", "Logging", Choice(LOGLEVELS), "info",
             "Error log level: debug, info, warning, error or critical."),
     Setting("errorlog", "Logging", Str(), "-",
             "Where the error log goes: - for stderr, or a file path (reopened on USR1)."),
@@ -357,7 +361,7 @@ SETTINGS: list[Setting] = [
     Setting("syslog_addr", "Logging", Str(), "",
             "Also send the error log to syslog: unix:///dev/log, udp://HOST:PORT or "
             "tcp://HOST:PORT. Empty: no syslog."),
-    Setting("syslog_facility", "Logging", Str(), "user",
+    Setting("syslog_facility", "Logging", Choice(SYSLOG_FACILITIES), "user",
             "Syslog facility (user, daemon, local0 ... local7)."),
     # Development
     Setting("reload", "Development", Bool(), False,
@@ -382,7 +386,6 @@ SETTINGS += [Setting(name, "Server hooks", Hook(), "", f"Called {signature}.",
                      metavar="MODULE:FUNCTION") for name, signature in HOOKS.items()]
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
-LOGLEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class Config:
@@ -416,9 +419,6 @@ class Config:
             self.set(name, value, source)
 
     def _check(self, setting: Setting) -> None:
-        if setting.name == "loglevel" and self.loglevel.lower() not in LOGLEVELS:
-            raise ConfigError(f"invalid value for setting 'loglevel' ({self.source('loglevel')}): "
-                              f"{self.loglevel!r}; allowed: one of {', '.join(LOGLEVELS)}")
         if setting.name == "access_log_format":
             try:
                 check_access_format(self.access_log_format)
@@ -426,12 +426,6 @@ class Config:
                 raise ConfigError(f"invalid value for setting 'access_log_format' "
                                   f"({self.source('access_log_format')}): "
                                   f"{self.access_log_format!r}; {e}") from None
-        if setting.name == "syslog_facility":
-            import logging.handlers
-            if self.syslog_facility not in logging.handlers.SysLogHandler.facility_names:
-                raise ConfigError(f"invalid value for setting 'syslog_facility' "
-                                  f"({self.source('syslog_facility')}): {self.syslog_facility!r}; "
-                                  "allowed: a syslog facility name such as user, daemon, local0")
         if setting.name == "bind":
             from .sockets import parse_address
             for address in self.bind:
