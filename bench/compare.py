@@ -64,6 +64,10 @@ class Run:
     p99_ms: float
     errors: int
     rss_mib: float
+    # Connections with a request in flight on average (Little's law: req/s x
+    # mean latency). Well below ``connections`` means some were left waiting:
+    # wrk only times the requests that were answered.
+    active: float = float("nan")
 
 
 @dataclass
@@ -155,6 +159,7 @@ def wrk(port: int, connections: int, seconds: float, close: bool, pin: bool) -> 
         # Never let a failed run enter the medians as 0 req/s.
         raise RuntimeError(f"wrk failed (exit {proc.returncode}): {shlex.join(argv)}\n"
                            f"{(proc.stderr + out).strip()[-500:]}")
+    avg = re.search(r"^\s+Latency\s+(\S+)", out, re.M)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
@@ -162,7 +167,15 @@ def wrk(port: int, connections: int, seconds: float, close: bool, pin: bool) -> 
     return {"rps": float(rps.group(1)),
             "p50": _ms(p50.group(1)) if p50 else float("nan"),
             "p99": _ms(p99.group(1)) if p99 else float("nan"),
+            "active": float(rps.group(1)) * (_ms(avg.group(1)) if avg else float("nan")) / 1000,
             "errors": errors + (int(non2xx.group(1)) if non2xx else 0)}
+
+
+def _starved(active: float, connections: int, mode: str) -> bool:
+    """Fewer than 80% of the kept-alive connections had a request in flight on
+    average. (With ``close``, wrk's connects take time out of every connection's
+    share, so the figure says less there.)"""
+    return mode == "keepalive" and connections > 1 and active < 0.8 * connections
 
 
 def starvation(port: int, fresh: int = 50) -> dict[str, float]:
@@ -220,10 +233,13 @@ def run(args: argparse.Namespace) -> Results:
                             r = wrk(port, conns, args.duration, mode == "close", not args.no_pin)
                             rss = worker.memory_info().rss / 1048576
                             results.runs.append(Run(name, app, mode, conns, r["rps"], r["p50"],
-                                                    r["p99"], int(r["errors"]), rss))
+                                                    r["p99"], int(r["errors"]), rss,
+                                                    r["active"]))
                             print(f"  round {rnd + 1} {name:8} {app:6} {mode:9} c={conns:<3} "
                                   f"{r['rps']:9.0f} req/s  p99 {r['p99']:7.2f} ms"
-                                  + (f"  ERRORS {int(r['errors'])}" if r["errors"] else ""),
+                                  + (f"  ERRORS {int(r['errors'])}" if r["errors"] else "")
+                                  + (f"  only ~{r['active']:.0f} active" if _starved(r["active"], conns, mode)
+                                     else ""),
                                   flush=True)
     if args.starvation:
         for name in servers:
@@ -247,7 +263,8 @@ def median_table(results: Results) -> list[dict[str, object]]:
                          "p50": statistics.median(r.p50_ms for r in runs),
                          "p99": statistics.median(r.p99_ms for r in runs),
                          "rss": statistics.median(r.rss_mib for r in runs),
-                         "errors": sum(r.errors for r in runs), "rounds": len(runs)}
+                         "errors": sum(r.errors for r in runs), "rounds": len(runs),
+                         "active": statistics.median(r.active for r in runs)}
         if "prefork" in row and "gunicorn" in row:
             g = row["gunicorn"]["rps"]  # type: ignore[index]
             row["ratio"] = row["prefork"]["rps"] / g if g else float("inf")  # type: ignore[index]
@@ -264,6 +281,9 @@ def format_table(rows: list[dict[str, object]], results: Results) -> str:
         if not (isinstance(p, dict) and isinstance(g, dict)):
             continue
         flag = " ⚠ errors" if p["errors"] or g["errors"] else ""
+        for name, v in (("prefork", p), ("gunicorn", g)):
+            if _starved(v["active"], row["connections"], row["mode"]):   # type: ignore[arg-type]
+                flag += f" ⚠ {name}: ~{v['active']:.0f} of {row['connections']} conns active"
         lines.append(
             f"| {row['app']} | {'keep-alive' if row['mode'] == 'keepalive' else 'close'} "
             f"| {row['connections']} | {p['rps']:,.0f} | {g['rps']:,.0f} | **{row['ratio']:.2f}×**"

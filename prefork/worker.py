@@ -17,7 +17,12 @@ When every thread is busy (or ``max_connections`` are open) the listeners are
 taken out of epoll: the kernel keeps new connections in the backlog, where
 another worker can take them, instead of this worker accepting work it cannot
 start. Listeners are registered ``EPOLLEXCLUSIVE`` so one incoming connection
-wakes one worker, not all of them.
+wakes one worker, not all of them. Kept-alive clients that send their next
+request at once could keep every thread busy for good, though, and a new
+connection would wait in the backlog for as long as they go on. So a busy
+worker looks at the backlog every ``BACKLOG_CHECK`` seconds, and when a
+connection is still waiting there one check later (no idle worker took it),
+it accepts it and queues its request behind the others: everyone gets a turn.
 
 Deadlines (header, body, keep-alive idle, lingering close) are checked by a
 sweep in the loop twice a second; writes have their own timeout in the thread.
@@ -59,6 +64,9 @@ SWEEP_INTERVAL = 0.5
 # that is already on its way.
 FRESH_GRACE = 1.0
 BEAT_INTERVAL = 0.2
+# While every thread is busy: how often to look for connections left waiting
+# in the backlog. One waiting at two checks in a row is accepted anyway.
+BACKLOG_CHECK = 0.01
 
 
 @dataclass
@@ -161,13 +169,14 @@ class Conn:
 
 
 class Listener:
-    __slots__ = ("sock", "fd", "base", "tcp")
+    __slots__ = ("sock", "fd", "base", "tcp", "backlog_seen")
 
     def __init__(self, sock: socket.socket, base: dict[str, Any]):
         self.sock = sock
         self.fd = sock.fileno()
         self.base = base
         self.tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        self.backlog_seen = False   # had a connection waiting at the last backlog check
 
 
 def listener_environ(sock: socket.socket, settings: WorkerSettings) -> dict[str, Any]:
@@ -264,12 +273,18 @@ class Worker:
         if self.slot is not None:
             self._beat(time.monotonic())
             self.slot.set_state(READY)
+        backlog = select.poll()
+        for lst in self.listeners:
+            backlog.register(lst.fd, select.POLLIN)
         next_sweep = time.monotonic() + SWEEP_INTERVAL
+        next_backlog_check = 0.0
         stop_deadline = None
         conns, handlers = self.conns, self.handlers
+        threads = s.threads
         try:
             while True:
-                events = ep.poll(SWEEP_INTERVAL)
+                saturated = self.busy >= threads and not self.stopping
+                events = ep.poll(BACKLOG_CHECK if saturated else SWEEP_INTERVAL)
                 self.now = now = time.monotonic()
                 for fd, _ in events:
                     obj = handlers.get(fd)
@@ -295,6 +310,9 @@ class Worker:
                     self._close_idle()
                     if (self.busy == 0 and not conns) or now >= stop_deadline:
                         break
+                if saturated and now >= next_backlog_check:
+                    next_backlog_check = now + BACKLOG_CHECK
+                    self._take_waiting(backlog)
                 if now - self._last_beat >= BEAT_INTERVAL:
                     self._beat(now)
                 if now >= next_sweep:
@@ -417,6 +435,23 @@ class Worker:
                 # the queue: idle workers take turns (gunicorn #3433).
                 self.accepting = False
             self._update_accepting()
+
+    def _take_waiting(self, backlog: select.poll) -> None:
+        """Every thread is busy and the listeners are out of epoll. A
+        connection found waiting in the backlog at two checks in a row was not
+        taken by an idle worker: accept it (and queue its request) rather than
+        let busy kept-alive clients starve it."""
+        if self.accepting:
+            return
+        ready = {fd for fd, _ in backlog.poll(0)}
+        for lst in self.listeners:
+            if lst.fd not in ready:
+                lst.backlog_seen = False
+            elif not lst.backlog_seen:
+                lst.backlog_seen = True
+            else:
+                lst.backlog_seen = False
+                self._accept(lst)
 
     def _arm(self, conn: Conn) -> None:
         conn.waiting = True

@@ -267,14 +267,15 @@ class LoadLoop:
     """A bounded client load in background threads, for "zero lost requests" tests.
 
     Each thread sends requests until ``stop()`` (or ``max_seconds``), half of them
-    on a kept-alive connection and half on fresh ones. A request counts as lost
+    on a kept-alive connection and half on fresh ones (all on kept-alive
+    connections with ``keepalive_only``). A request counts as lost
     when a fresh connection fails or a response is cut short. A kept-alive
     connection the server closed before answering (it was idle when its worker
     retired) is retried on a new connection, as HTTP clients do (RFC 9112 §9.3.1).
     """
 
     def __init__(self, srv: ServerProcess, path: str = "/hello", threads: int = 4,
-                 max_seconds: float = 30.0):
+                 max_seconds: float = 30.0, keepalive_only: bool = False):
         self.srv, self.path = srv, path
         self.ok = 0
         self.bodies: list[bytes] = []
@@ -282,7 +283,8 @@ class LoadLoop:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._deadline = time.monotonic() + max_seconds
-        self._threads = [threading.Thread(target=self._run, args=(i % 2 == 0,), daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(keepalive_only or i % 2 == 0,),
+                                         daemon=True)
                          for i in range(threads)]
         for t in self._threads:
             t.start()

@@ -10,7 +10,7 @@ import resource
 import time
 
 import pytest
-from server import HTTPReader, get, running
+from server import HTTPReader, LoadLoop, get, running
 
 
 def _room_for(n: int) -> bool:
@@ -54,3 +54,30 @@ def test_idle_and_silent_connections_do_not_starve_a_fresh_request():
                 c.close()
             for c in silent:
                 c.close()
+
+
+@pytest.mark.timeout(60)
+def test_busy_keepalive_clients_do_not_starve_a_new_connection():
+    # Every thread is always busy with one of 6 kept-alive clients, each of
+    # which sends its next request as soon as it has an answer. A worker that
+    # accepted only while a thread was free would leave a new connection in
+    # the backlog for as long as they keep going.
+    with running("testapp:app", "--threads", "2") as s:
+        load = LoadLoop(s, path="/sleep?s=0.02", threads=6, max_seconds=20, keepalive_only=True)
+        try:
+            time.sleep(0.5)
+            waits = []
+            for _ in range(5):
+                t0 = time.monotonic()
+                c = s.connect(timeout=10)
+                try:
+                    c.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    assert HTTPReader(c).read_response().status == 200
+                finally:
+                    c.close()
+                waits.append(time.monotonic() - t0)
+            # Fair share: behind about 6 queued 20 ms requests on 2 threads.
+            assert max(waits) < 2.0, f"new connections waited {waits}"
+        finally:
+            load.stop()
+        assert load.ok > 50 and not load.lost, load.lost[:5]

@@ -290,6 +290,26 @@ def test_max_worker_memory_replaces_a_worker_gracefully():
         assert int(get(s, "/pid").body) != hog
 
 
+def test_a_busy_worker_leaves_new_connections_to_an_idle_one():
+    # One thread each: while worker A sleeps, every new connection must go to
+    # worker B at once rather than queue behind A's request (gunicorn #3433).
+    with running("testapp:app", "--workers", "2", "--threads", "1") as s:
+        wait_until(lambda: len(workers_of(s)) == 2)
+        sleeper = s.connect()
+        try:
+            sleeper.sendall(b"GET /sleep?s=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)
+            pids, slowest = set(), 0.0
+            for _ in range(30):
+                t0 = time.monotonic()
+                pids.add(int(get(s, "/pid").body))
+                slowest = max(slowest, time.monotonic() - t0)
+            assert len(pids) == 1 and slowest < 1.0, (pids, slowest)
+            assert HTTPReader(sleeper).read_response().body == b"slept"
+        finally:
+            sleeper.close()
+
+
 def test_unix_socket_and_tcp_at_once(tmp_path):
     path = tmp_path / "prefork.sock"
     with running("testapp:app", "--bind", f"unix:{path}", "--unix-socket-mode", "660") as s:
