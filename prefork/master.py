@@ -19,11 +19,13 @@ A reload (HUP) boots one *canary* of the new generation first: when it fails
 to import the app or dies, the old workers go on serving and the error is
 logged. With ``preload`` the app lives in the master, so HUP re-executes the
 master the way USR2 does.
+
+The re-exec itself (USR2) is :class:`prefork.upgrade.Upgrade`'s, the status
+report :func:`prefork.status.server_status`'s; the master drives them.
 """
 
 from __future__ import annotations
 
-import errno
 import faulthandler
 import gc
 import logging
@@ -46,7 +48,9 @@ from .daemon import Pidfile, PidfileError, daemonize, drop_privileges, report
 from .hooks import Hooks, ServerView, WorkerView
 from .log import reopen_error_log
 from .scoreboard import BOOTING, READY, STOPPING, Scoreboard, Slot
+from .status import memory_rss, server_status
 from .systemd import Systemd
+from .upgrade import Upgrade, announce_upgrade_ready, started_by_upgrade
 from .worker import Worker
 
 log = logging.getLogger("prefork.error")
@@ -119,8 +123,8 @@ class Master:
         self.stop_deadline = 0.0
         self.exit_code = 0
         self.announced_ready = False
-        self.upgrade_pid: int | None = None
-        self.upgrade_pipe: int | None = None
+        self.upgrade = Upgrade(argv, retire=lambda: self.stop(graceful=True),
+                               reclaim=self._reclaim_after_failed_upgrade)
         self.last_memory_check = 0.0
         self.hooks = Hooks(cfg)
         self.board: Scoreboard | None = None
@@ -130,7 +134,6 @@ class Master:
         self.addresses: tuple[str, ...] = ()
         self.control: ControlServer | None = None
         self.reload_waiters: list[ControlClient] = []
-        self.upgrade_waiters: list[ControlClient] = []
         self.started = time.time()
         self.daemonized = False         # set by daemon mode; WINCH only acts then
         self.daemon_pipe: int | None = None
@@ -163,12 +166,12 @@ class Master:
         self.addresses = tuple(sockets.describe(sock) for sock in self.listeners)
         for address in self.addresses:
             log.info("Listening at: %s", address)
-        if cfg.daemon and not self.daemonized and "PREFORK_UPGRADE_FD" not in os.environ:
+        if cfg.daemon and not self.daemonized and not started_by_upgrade():
             self.daemon_pipe = daemonize([s.fileno() for s in self.listeners])
             self.daemonized = True
             self.pid = os.getpid()
             self.on_ready.append(self._report_daemon_ready)
-        upgrading = "PREFORK_UPGRADE_FD" in os.environ
+        upgrading = started_by_upgrade()
         if pidfile_path:
             self.pidfile = Pidfile(pidfile_path)
             self.pidfile.create(self.pid, predecessor=os.getppid() if upgrading else None)
@@ -181,7 +184,7 @@ class Master:
         self.board = Scoreboard(max(64, self.cfg.workers * 4))
         if control_path:
             # A master started by USR2 takes the socket over from its predecessor.
-            takeover = "PREFORK_UPGRADE_FD" in os.environ
+            takeover = started_by_upgrade()
             try:
                 self.control = ControlServer(control_path, self.cfg.control_socket_mode,
                                              self._control_command, takeover)
@@ -243,7 +246,7 @@ class Master:
         return self.exit_code
 
     def _sleep(self) -> None:
-        fds = [self._wake_r] + ([self.upgrade_pipe] if self.upgrade_pipe is not None else [])
+        fds = [self._wake_r] + ([self.upgrade.pipe] if self.upgrade.pipe is not None else [])
         if self.control is not None:
             fds.append(self.control.fileno())
         try:
@@ -256,14 +259,14 @@ class Master:
                     pass
             except BlockingIOError:
                 pass
-        if self.upgrade_pipe is not None and self.upgrade_pipe in ready:
-            self._upgrade_progress()
+        if self.upgrade.pipe is not None and self.upgrade.pipe in ready:
+            self.upgrade.poll()
         if self.control is not None and self.control.fileno() in ready:
             self.control.handle_ready()
 
     def _cleanup(self) -> None:
         self.hooks.call("on_exit", self.view())
-        for client in self.reload_waiters + self.upgrade_waiters:
+        for client in self.reload_waiters + self.upgrade.waiters:
             client.reply({"ok": False, "error": "the master stopped"})
         if self.control is not None:
             self.control.close()
@@ -276,7 +279,7 @@ class Master:
         signal.set_wakeup_fd(-1)
         for sock in self.listeners:
             try:
-                if (sock.family == socket.AF_UNIX and self.upgrade_pid is None
+                if (sock.family == socket.AF_UNIX and not self.upgrade.in_progress
                         and not self.sd.activated(sock)):   # systemd's file: keep it
                     sockets.unlink_unix(sock)
                 sock.close()
@@ -304,7 +307,7 @@ class Master:
             log.info("Handling signal: USR1 (log files reopened)")
             self._signal_workers(signal.SIGUSR1)
         elif sig == signal.SIGUSR2:
-            self.upgrade()
+            self._start_upgrade()
         elif sig == signal.SIGWINCH:
             if self.daemonized:
                 log.info("Handling signal: WINCH (stopping workers, keeping the master)")
@@ -405,7 +408,7 @@ class Master:
             signal.signal(sig, signal.SIG_IGN)
         os.close(self._wake_r)
         os.close(self._wake_w)
-        for fd in (self.upgrade_pipe, self.daemon_pipe):
+        for fd in (self.upgrade.pipe, self.daemon_pipe):
             if fd is not None:
                 os.close(fd)
         random.seed()
@@ -473,8 +476,7 @@ class Master:
                 return
             if pid == 0:
                 return
-            if pid == self.upgrade_pid:
-                self._upgrade_child_exited(status)
+            if self.upgrade.child_exited(pid, status):
                 continue
             w = self.workers.pop(pid, None)
             if w is None:
@@ -589,7 +591,7 @@ class Master:
             elif w.max_lifetime and now - w.spawned >= w.max_lifetime:
                 self._replace(w, f"lived {now - w.spawned:.0f} s (max_worker_lifetime)")
             elif check_memory:
-                rss = _rss(w.pid)
+                rss = memory_rss(w.pid)
                 if rss > cfg.max_worker_memory * 1024 * 1024:
                     self._replace(w, f"uses {rss / 1048576:.0f} MiB (max_worker_memory)")
 
@@ -675,7 +677,7 @@ class Master:
                           "prefork cannot re-exec this program; restart it instead")
                 return
             log.info("reload: the app is preloaded in the master; re-executing the master")
-            self.upgrade()
+            self._start_upgrade()
             return
         new_cfg = self.cfg
         if self.reload_config is not None:
@@ -735,68 +737,12 @@ class Master:
                                                 "keep serving"})
         self.reload_waiters = []
 
-    # -- upgrade (USR2): a new master from the current executable ----------
+    # -- upgrade (USR2): a new master from the current executable (upgrade.py)
 
-    def upgrade(self) -> None:
-        if self.upgrade_pid is not None:
-            log.warning("an upgrade is already in progress; ignoring")
-            return
-        if self.argv is None:
-            log.error("upgrade: prefork was started from Python, not from the prefork "
-                      "command; it cannot re-exec itself")
-            return
-        r, w = os.pipe()
-        fds = [s.fileno() for s in self.listeners]
-        env = dict(os.environ, **self.sd.exec_env(), PREFORK_FDS=",".join(map(str, fds)),
-                   PREFORK_UPGRADE_FD=str(w))
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(r)
-                for fd in fds + [w]:
-                    os.set_inheritable(fd, True)
-                os.execve(sys.executable, [sys.executable, "-m", "prefork", *self.argv], env)
-            finally:
-                os._exit(127)
-        os.close(w)
-        os.set_blocking(r, False)
-        self.upgrade_pid = pid
-        self.upgrade_pipe = r
-        log.info("Upgrade: started a new master (pid %d); this one retires once it is ready", pid)
+    def _start_upgrade(self) -> None:
+        self.upgrade.start(self.listeners, self.sd.exec_env())
 
-    def _upgrade_progress(self) -> None:
-        assert self.upgrade_pipe is not None
-        try:
-            data = os.read(self.upgrade_pipe, 64)
-        except BlockingIOError:
-            return
-        if data.startswith(b"ready"):
-            log.info("Upgrade: the new master (pid %d) is ready; retiring", self.upgrade_pid)
-            os.close(self.upgrade_pipe)
-            self.upgrade_pipe = None
-            self._answer_upgrade({"ok": True, "pid": self.upgrade_pid})
-            self.stop(graceful=True)
-        elif not data:
-            os.close(self.upgrade_pipe)
-            self.upgrade_pipe = None
-            log.error("Upgrade failed: the new master (pid %d) exited before it was ready; "
-                      "this master keeps serving", self.upgrade_pid)
-            self._reclaim_after_failed_upgrade()
-            self._answer_upgrade({"ok": False, "error": "the new master exited before it was "
-                                  "ready (see the error log); this master keeps serving"})
-
-    def _upgrade_child_exited(self, status: int) -> None:
-        code = os.waitstatus_to_exitcode(status)
-        if self.upgrade_pipe is not None:
-            log.error("Upgrade failed: the new master exited with status %d", code)
-            self._reclaim_after_failed_upgrade()
-            os.close(self.upgrade_pipe)
-            self.upgrade_pipe = None
-            self._answer_upgrade({"ok": False, "error": f"the new master exited with status "
-                                  f"{code} (see the error log); this master keeps serving"})
-        self.upgrade_pid = None
-
-    def _reclaim_after_failed_upgrade(self) -> None:
+    def _reclaim_after_failed_upgrade(self, successor: int) -> None:
         """The failed successor took over the control socket and the pidfile
         (and may have removed them): take them back."""
         if self.control is not None:
@@ -809,21 +755,18 @@ class Master:
                 self.control = None
         if self.pidfile is not None:
             try:
-                self.pidfile.create(self.pid, predecessor=self.upgrade_pid)
+                self.pidfile.create(self.pid, predecessor=successor)
             except (OSError, PidfileError) as e:
                 log.error("could not rewrite the pidfile: %s", e)
-
-    def _answer_upgrade(self, answer: dict[str, Any]) -> None:
-        for client in self.upgrade_waiters:
-            client.reply(answer)
-        self.upgrade_waiters = []
 
     # -- the control socket -------------------------------------------------
 
     def _control_command(self, req: dict[str, Any], client: ControlClient) -> None:
         cmd = req["cmd"]
         if cmd == "status":
-            client.reply({"ok": True, **self.status()})
+            assert self.board is not None
+            client.reply({"ok": True, **server_status(self.view(), self.started,
+                                                      self.workers.values(), self.board)})
         elif cmd == "stop":
             client.reply({"ok": True, "pid": self.pid})
             self.stop(graceful=bool(req.get("graceful", True)))
@@ -831,14 +774,14 @@ class Master:
             self.reload()
             if self.canary is not None:
                 self.reload_waiters.append(client)
-            elif self.upgrade_pid is not None:
-                self.upgrade_waiters.append(client)
+            elif self.upgrade.in_progress:
+                self.upgrade.waiters.append(client)
             else:
                 client.reply({"ok": False, "error": "reload could not start (see the error log)"})
         elif cmd == "upgrade":
-            self.upgrade()
-            if self.upgrade_pid is not None:
-                self.upgrade_waiters.append(client)
+            self._start_upgrade()
+            if self.upgrade.in_progress:
+                self.upgrade.waiters.append(client)
             else:
                 client.reply({"ok": False, "error": "upgrade could not start (see the error log)"})
         elif cmd in ("add_workers", "remove_workers"):
@@ -851,42 +794,6 @@ class Master:
             client.reply({"ok": True, "workers": target})
         else:
             client.reply({"ok": False, "error": f"unknown command {cmd!r}"})
-
-    def status(self) -> dict[str, Any]:
-        """The master and every worker, from the scoreboard and psutil."""
-        assert self.board is not None
-        now, wall = time.monotonic(), time.time()
-        workers = []
-        for w in sorted(self.workers.values(), key=lambda x: x.number):
-            slot = self.board.read(w.slot)
-            info = {"pid": w.pid, "number": w.number, "generation": w.generation,
-                    "state": "retiring" if w.retiring else slot.state_name,
-                    "requests": slot.requests, "in_flight": slot.in_flight,
-                    "oldest_request": slot.oldest_request,
-                    "oldest_request_age": round(now - slot.oldest_start, 3) if slot.oldest_start else 0,
-                    "heartbeat_age": round(now - slot.heartbeat, 3),
-                    "uptime": round(now - w.spawned, 1)}
-            info.update(_process_info(w.pid, now - w.spawned))
-            workers.append(info)
-        return {"master": {"pid": self.pid, "app": self.app_spec or "prefork.demo:application",
-                           "generation": self.generation, "workers_wanted": self.wanted,
-                           "listeners": list(self.addresses),
-                           "uptime": round(wall - self.started, 1),
-                           **_process_info(self.pid, wall - self.started)},
-                "workers": workers}
-
-
-def announce_upgrade_ready() -> None:
-    """In a master started by USR2: tell the old master this one is serving."""
-    fd = os.environ.pop("PREFORK_UPGRADE_FD", None)
-    if fd is None:
-        return
-    try:
-        os.write(int(fd), b"ready\n")
-        os.close(int(fd))
-    except OSError as e:
-        if e.errno != errno.EBADF:
-            log.warning("could not tell the old master that the upgrade is ready: %s", e)
 
 
 def _raise_open_files_limit(wanted: int) -> None:
@@ -906,31 +813,6 @@ def _raise_open_files_limit(wanted: int) -> None:
     if target < wanted:
         log.warning("max_connections needs about %d open files but the hard limit is %d; "
                     "raise it (LimitNOFILE= in the systemd unit)", wanted, hard)
-
-
-def _process_info(pid: int, uptime: float) -> dict[str, Any]:
-    """RSS, USS and PSS (shared pages split fairly) and average CPU % since start."""
-    try:
-        import psutil
-        proc = psutil.Process(pid)
-        try:
-            mem = proc.memory_full_info()
-            uss, pss = int(mem.uss), int(getattr(mem, "pss", 0))
-        except psutil.AccessDenied:
-            mem, uss, pss = proc.memory_info(), 0, 0
-        cpu = proc.cpu_times()
-        return {"rss": int(mem.rss), "uss": uss, "pss": pss,
-                "cpu_percent": round(100 * (cpu.user + cpu.system) / max(uptime, 0.001), 1)}
-    except Exception:
-        return {"rss": 0, "uss": 0, "pss": 0, "cpu_percent": 0.0}
-
-
-def _rss(pid: int) -> int:
-    try:
-        import psutil
-        return int(psutil.Process(pid).memory_info().rss)
-    except Exception:
-        return 0
 
 
 def _set_title(title: str) -> None:

@@ -256,7 +256,7 @@ class Systemd:
                   "STATUS=Reloading: booting the new workers")
 
     def stopping(self, master: Master) -> None:
-        if master.upgrade_pid is not None and master.upgrade_pipe is None:
+        if master.upgrade.handed_over:
             # The master started by USR2 said "ready" and sent MAINPID=: the
             # service goes on, only this process leaves.
             self.handed_over = True
@@ -329,7 +329,7 @@ def healthy(master: Master, now: float) -> bool:
 
 def reload_in_progress(master: Master) -> bool:
     return (master.canary is not None or master.reload_generation is not None
-            or master.upgrade_pid is not None or not master.announced_ready)
+            or master.upgrade.in_progress or not master.announced_ready)
 
 
 def covers(sock: socket.socket, address: str) -> bool:
