@@ -124,6 +124,32 @@ def test_pipelined_request_split_across_packets(srv):
         assert json.loads(reader.read_response().body)["QUERY_STRING"] == "x=1"
 
 
+def test_next_request_arriving_in_pieces_right_after_a_response(srv):
+    # The thread that answered waits a moment for the next request itself; a
+    # head that is still incomplete then goes back to the loop.
+    with srv.connect() as s:
+        reader = HTTPReader(s)
+        for i in range(5):
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert reader.read_response().body == b"Hello, World!"
+            s.sendall(f"GET /environ?i={i} HT".encode())
+            time.sleep(0.05)
+            s.sendall(b"TP/1.1\r\nHost: x\r\n\r\n")
+            assert json.loads(reader.read_response().body)["QUERY_STRING"] == f"i={i}"
+
+
+def test_malformed_request_right_after_a_response_is_rejected(srv):
+    with srv.connect() as s:
+        reader = HTTPReader(s)
+        s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.read_response().status == 200
+        s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+        r = reader.read_response()
+        assert r.status == 400 and r.header("connection") == "close"
+        assert reader.at_eof()
+    assert get(srv, "/hello").status == 200
+
+
 def test_keepalive_connection_serves_many_requests(srv):
     with srv.connect() as s:
         reader = HTTPReader(s)
@@ -447,8 +473,9 @@ def test_stops_accepting_when_all_threads_busy_and_resumes():
         busy = s.connect()
         busy.sendall(b"GET /sleep?s=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.3)
-        # The kernel still completes the handshake (backlog), but the worker does
-        # not accept until its only thread is free, so the answer comes after the sleep.
+        # The kernel still completes the handshake (backlog). The worker leaves
+        # the connection there for another worker for a moment, then queues it
+        # behind the busy thread: either way the answer comes after the sleep.
         t0 = time.monotonic()
         r = get(s, "/hello")
         waited = time.monotonic() - t0
