@@ -123,17 +123,22 @@ def serving(name: str, app: str, threads: int, pin: bool) -> Iterator[tuple[int,
         workers = psutil.Process(proc.pid).children()
         yield port, (workers[0] if workers else psutil.Process(proc.pid))
     finally:
-        # The server leads its own process group: TERM it, then KILL whatever is
-        # left of the group (a worker that outlived its master included).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(15)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        stop_group(proc)
         _STARTED.discard(proc.pid)
         log.close()
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started with ``start_new_session=True``: it leads its own
+    process group, so TERM the group, then KILL whatever is left of it (a
+    worker that outlived its master included)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

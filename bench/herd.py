@@ -6,7 +6,7 @@ voluntary context switches from /proc before and after. With EPOLLEXCLUSIVE
 one worker wakes per connection; without it every worker's epoll wakes.
 Also prints how the requests spread over the workers.
 
-    python bench/herd.py [--workers 4] [--requests 2000]
+    python -m bench.herd [--workers 4] [--requests 2000]
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.compare import ROOT, free_port, stop_group
+
 APP = '''
 import os
 def app(environ, start_response):
@@ -31,12 +31,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 20) -> None:
@@ -82,12 +76,7 @@ def measure(name: str, argv: list[str], port: int, workers: int, requests: int,
         return {"switches_per_request": switches / requests,
                 "busiest_share": spread[0] / requests, "workers_used": len(spread)}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 def main(argv: list[str] | None = None) -> int:
