@@ -637,20 +637,12 @@ class Worker:
                     if not self.accepting:
                         self._update_accepting()
 
-    def _serve(self, conn: Conn, req: Request | None, index: int) -> None:
+    def _serve(self, conn: Conn, req: Request, index: int) -> None:
         app = self.app
         http = conn.http
         current = self.current
         access_log = self.access_log
-        while req is not None or self._await_next(conn):
-            if req is None:
-                try:
-                    req = http.next_request()
-                except HTTPError as e:
-                    self._reject_from_thread(conn, e)
-                    return
-                if req is None:
-                    break
+        while True:
             head = req.head
             start = time.monotonic()
             current[index] = (start, head)
@@ -678,10 +670,15 @@ class Worker:
                 self._close(conn)
                 return
             try:
-                req = http.next_request()
+                nxt = http.next_request()
+                if nxt is None and self._await_next(conn):
+                    nxt = http.next_request()
             except HTTPError as e:
                 self._reject_from_thread(conn, e)
                 return
+            if nxt is None:
+                break
+            req = nxt
         self._wait_for_more(conn, time.monotonic(), True)
 
     def _await_next(self, conn: Conn) -> bool:
