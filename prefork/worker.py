@@ -159,7 +159,7 @@ class Conn:
     """One client connection and whatever part of a request it has sent."""
 
     __slots__ = ("sock", "fd", "http", "peer", "base", "writer", "deadline", "waiting",
-                 "registered", "lingering", "served")
+                 "registered", "lingering", "served", "fresh")
 
     def __init__(self, sock: socket.socket, peer: tuple[str, str], base: dict[str, Any],
                  settings: WorkerSettings, now: float):
@@ -175,6 +175,7 @@ class Conn:
         self.registered = False
         self.lingering = False    # answered an error; draining input until EOF
         self.served = False       # has answered a request (so idle means kept alive)
+        self.fresh = True         # accepted, its first request not yet read (Worker.fresh)
 
 
 class Listener:
@@ -218,6 +219,9 @@ class Worker:
         self.ready: list[tuple[Conn, Request]] = []
         self.lock = threading.Lock()
         self.busy = 0
+        # Connections accepted whose first request has not been read yet:
+        # work on its way, which a burst of connections is shared out by.
+        self.fresh = 0
         self.accepting = False
         self.stopping = False
         self.fast_stop = False
@@ -417,9 +421,18 @@ class Worker:
             except (OSError, ValueError):
                 pass
 
-    def _accept(self, lst: Listener) -> None:
+    def _accept(self, lst: Listener, limit: int = 0) -> None:
+        """Accept what is waiting, up to ``limit`` connections. By default
+        that is 64 for a lone worker; with several, as many as there are idle
+        threads, less the fresh connections whose first request is still on
+        its way: a burst of connections (a proxy's pool, a load test) is then
+        shared out, the next arrivals waking another worker, instead of taken
+        whole by the first worker awake. That matters because kept-alive
+        connections stay where they were accepted."""
         s = self.settings
-        for _ in range(64):
+        if not limit:
+            limit = max(1, s.threads - self.busy - self.fresh) if s.multiprocess else 64
+        for _ in range(limit):
             if len(self.conns) >= s.max_connections:
                 break
             try:
@@ -440,6 +453,7 @@ class Worker:
                 peer = ("", "")
             conn = Conn(sock, peer, lst.base, s, self.now)
             self.conns[conn.fd] = conn
+            self.fresh += 1
             # The request often arrives with the connection: try it at once.
             self._read(conn)
         with self.lock:
@@ -466,7 +480,7 @@ class Worker:
                 lst.backlog_seen = True
             else:
                 lst.backlog_seen = False
-                self._accept(lst)
+                self._accept(lst, self.settings.threads)
 
     def _arm(self, conn: Conn) -> None:
         conn.waiting = True
@@ -503,6 +517,9 @@ class Worker:
         if req is None:
             self._wait_for_more(conn, self.now, was_idle)
             return
+        if conn.fresh:
+            conn.fresh = False
+            self.fresh -= 1
         with self.lock:
             self.busy += 1
             if self.accepting and self.busy >= self.settings.threads:
@@ -585,6 +602,9 @@ class Worker:
     def _close(self, conn: Conn) -> None:
         if self.conns.pop(conn.fd, None) is None:
             return
+        if conn.fresh:      # only the loop owns a fresh connection: no race
+            conn.fresh = False
+            self.fresh -= 1
         conn.waiting = False
         conn.http.close()
         try:

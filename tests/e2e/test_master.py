@@ -310,6 +310,42 @@ def test_a_busy_worker_leaves_new_connections_to_an_idle_one():
             sleeper.close()
 
 
+def test_a_burst_of_connections_is_shared_between_workers():
+    # wrk, a proxy's keep-alive pool or a load balancer opens its connections
+    # at once, and kept-alive connections stay with the worker that accepted
+    # them: if one worker took the whole burst, the other would idle for as
+    # long as they last (gunicorn #3433). When each worker took up to 64 per
+    # wake-up, one of two often got 25-31 of 32; taking no more than it has
+    # idle threads, the other worker is woken for the rest. (A burst that is
+    # all queued before any worker runs still goes to the first one woken:
+    # with EPOLLEXCLUSIVE only its epoll saw the listener become readable.)
+    with running("testapp:app", "--workers", "2", "--threads", "4") as s:
+        wait_until(lambda: len(workers_of(s)) == 2)
+        time.sleep(0.5)     # both workers waiting on the listener
+        per_worker: dict[int, int] = {}
+        for _ in range(5):
+            socks = []
+            try:
+                for _ in range(32):
+                    c = socket.socket()
+                    c.setblocking(False)
+                    c.connect_ex((s.host, s.port))
+                    socks.append(c)
+                for c in socks:
+                    c.setblocking(True)
+                    c.settimeout(10)
+                    c.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+                for c in socks:
+                    pid = int(HTTPReader(c).read_response().body)
+                    per_worker[pid] = per_worker.get(pid, 0) + 1
+            finally:
+                for c in socks:
+                    c.close()
+            time.sleep(0.3)
+        # 160 connections in all; each worker got a fair part of them.
+        assert len(per_worker) == 2 and min(per_worker.values()) >= 48, per_worker
+
+
 def test_unix_socket_and_tcp_at_once(tmp_path):
     path = tmp_path / "prefork.sock"
     with running("testapp:app", "--bind", f"unix:{path}", "--unix-socket-mode", "660") as s:
