@@ -5,14 +5,16 @@ a file, or syslog. Files are reopened on USR1 (logrotate's ``postrotate``).
 
 Access log: one line per request, in a gunicorn-compatible format
 (``%(h)s %(r)s %(s)s %(b)s %(D)s %({header}i)s`` ...) or as JSON lines. The
-request thread only appends a tuple to a deque; a writer thread wakes every
-50 ms, formats what is there and writes it with one ``write()``. Values are escaped
+request thread only appends a tuple of the values a line needs to a deque; a
+writer thread wakes every 10 ms (100 ms while there is nothing to write),
+formats what is there and writes it with one ``write()``. Values are escaped
 (quotes, backslashes, control bytes), so a client cannot forge a log line
 through a header (gunicorn #2457).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import logging.handlers
@@ -23,11 +25,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from .threads import start_thread
 
-FLUSH_INTERVAL = 0.05
+# The writer's wake-ups: 10 ms while lines come in. Every 50 ms, the log cost
+# 11.4% / 9.8% of hello-world throughput at 16 / 64 connections against 9.2%
+# / 5.2%: a batch of 2,800 lines at once evicts more of the request path from
+# the CPU caches.
+# 100 ms while idle, so that an idle worker hardly wakes.
+FLUSH_INTERVAL = 0.01
+IDLE_FLUSH_INTERVAL = 0.1
 DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 ERROR_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
@@ -106,18 +114,33 @@ def reopen_error_log() -> None:
             h.reopen()
 
 
+# The environ keys json_line reads.
+_JSON_KEYS: tuple[str, ...] = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO", "SERVER_PROTOCOL",
+              "HTTP_REFERER", "HTTP_USER_AGENT")
+
+
 class AccessLog:
     """Formats and writes access log lines off the request path.
 
     ``log(environ, status, length, headers, start, end)`` is what a request
-    thread calls: one tuple onto a queue.
+    thread calls. It copies the few environ values the format reads into a
+    tuple (one compiled function, 0.13 us) and queues it; the environ and
+    the response headers go with the request. Holding them in the queue for
+    the writer's next turn, as the first version did, cost more than the
+    copy (hello at 64 connections: 16% of throughput with the log on, 11%).
     """
 
     def __init__(self, target: str, fmt: str = DEFAULT_ACCESS_FORMAT):
         self.target = target
         self.json = fmt.strip().lower() == "json"
         self.fmt = fmt
-        self.line = None if self.json else compile_format(fmt)
+        self.line: Callable[..., str] | None = None
+        if self.json:
+            self.keys, self.headers = _JSON_KEYS, False
+        else:
+            self.keys, self.headers, self.line = compile_positional(fmt)
+        self.extract: Callable[[dict[str, Any]], tuple[Any, ...]] = eval(  # noqa: S307
+            "lambda e: (" + "".join(f"e.get({k!r}), " for k in self.keys) + ")")
         # deque.append is atomic and wakes nobody: the writer drains the
         # deque every FLUSH_INTERVAL instead of being woken for every line.
         self.pending: deque[tuple[Any, ...]] = deque()
@@ -133,7 +156,8 @@ class AccessLog:
 
     def log(self, environ: dict[str, Any], status: str | None, length: int,
             headers: list[tuple[str, str]], start: float, end: float) -> None:
-        self.pending.append((environ, status, length, headers, start, end, time.time()))
+        self.pending.append((self.extract(environ), status, length,
+                             headers if self.headers else (), start, end))
 
     def reopen(self) -> None:
         self._reopen = True
@@ -144,19 +168,26 @@ class AccessLog:
         self._thread.join(timeout)
 
     def _writer(self) -> None:
-        while not self._stop.wait(FLUSH_INTERVAL):
-            self._flush()
+        wait = FLUSH_INTERVAL
+        while not self._stop.wait(wait):
+            wait = FLUSH_INTERVAL if self._flush() else IDLE_FLUSH_INTERVAL
         self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Write what is pending; whether there was anything."""
         pending, popleft = self.pending, self.pending.popleft
-        line, compiled = self.format_line, self.line
+        wrote = bool(pending)
+        compiled, keys = self.line, self.keys
+        # Wall-clock time from the monotonic end: off by a clock step at most.
+        offset = time.time() - time.monotonic()
         while pending:
             batch = [popleft() for _ in range(min(len(pending), 5000))]
             if compiled is not None:
-                lines = [compiled(e, s, n, h, end - start, w) for e, s, n, h, start, end, w in batch]
+                lines = [compiled(v, s, n, h, end - start, end + offset)
+                         for v, s, n, h, start, end in batch]
             else:
-                lines = [line(*item) for item in batch]
+                lines = [self.json_line(dict(zip(keys, v, strict=True)), s, n, start, end,
+                                        end + offset) for v, s, n, h, start, end in batch]
             try:
                 self.stream.write("\n".join(lines) + "\n")
                 self.stream.flush()
@@ -167,59 +198,52 @@ class AccessLog:
             if self.stream is not sys.stdout:
                 old, self.stream = self.stream, self._open()
                 old.close()
+        return wrote
 
-    def format_line(self, environ: dict[str, Any], status: str | None, length: int,
-                    headers: list[tuple[str, str]], start: float, end: float,
-                    wall: float) -> str:
-        if self.json:
-            return json.dumps(self._json_record(environ, status, length, headers, start, end,
-                                                wall), separators=(",", ":"))
-        assert self.line is not None
-        return self.line(environ, status, length, headers, end - start, wall)
-
-    def _json_record(self, environ: dict[str, Any], status: str | None, length: int,
-                     headers: list[tuple[str, str]], start: float, end: float,
-                     wall: float) -> dict[str, Any]:
-        return {
+    @staticmethod
+    def json_line(e: dict[str, Any], status: str | None, length: int, start: float, end: float,
+                  wall: float) -> str:
+        """One line of the ``json`` format; ``e`` holds the _JSON_KEYS (None when missing)."""
+        return json.dumps({
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(wall)),
-            "remote_addr": environ.get("REMOTE_ADDR", ""),
-            "method": environ.get("REQUEST_METHOD", ""),
-            "path": environ.get("RAW_URI", environ.get("PATH_INFO", "")),
-            "protocol": environ.get("SERVER_PROTOCOL", ""),
+            "remote_addr": e["REMOTE_ADDR"] or "",
+            "method": e["REQUEST_METHOD"] or "",
+            "path": e["RAW_URI"] or e["PATH_INFO"] or "",
+            "protocol": e["SERVER_PROTOCOL"] or "",
             "status": int(status[:3]) if status else 0,
             "bytes": length,
             "duration_us": int((end - start) * 1e6),
-            "referer": environ.get("HTTP_REFERER", ""),
-            "user_agent": environ.get("HTTP_USER_AGENT", ""),
+            "referer": e["HTTP_REFERER"] or "",
+            "user_agent": e["HTTP_USER_AGENT"] or "",
             "pid": os.getpid(),
-        }
+        }, separators=(",", ":"))
 
 
-# Each atom is an expression over (e=environ, s=status, n=bytes, h=response
-# headers, d=duration, w=wall time). The whole format compiles, once, into one
+# Each atom is an expression over (E("KEY")=an environ value, s=status,
+# n=bytes, h=response headers, d=duration, w=wall time). The whole format compiles, once, into one
 # function that joins literals and these expressions: no per-atom calls.
 _EXPRESSIONS: dict[str, str] = {
-    "h": 'e.get("REMOTE_ADDR") or "-"',
+    "h": 'E("REMOTE_ADDR") or "-"',
     "l": '"-"',
     "u": '"-"',
     "t": "_clf_time(w)",
-    "r": '_escape(f"{e[\'REQUEST_METHOD\']} {e.get(\'RAW_URI\', \'\')} {e[\'SERVER_PROTOCOL\']}")',
-    "m": '_escape(e.get("REQUEST_METHOD") or "-")',
-    "U": '_escape(e.get("PATH_INFO") or "-")',
-    "q": '_escape(e.get("QUERY_STRING") or "")',
-    "H": 'e.get("SERVER_PROTOCOL") or "-"',
+    "r": '_escape(" ".join((E("REQUEST_METHOD") or "-", E("RAW_URI") or "",'
+         ' E("SERVER_PROTOCOL") or "-")))',
+    "m": '_escape(E("REQUEST_METHOD") or "-")',
+    "U": '_escape(E("PATH_INFO") or "-")',
+    "q": '_escape(E("QUERY_STRING") or "")',
+    "H": 'E("SERVER_PROTOCOL") or "-"',
     "s": 's[:3] if s else "-"',
     "B": "str(n)",
     "b": 'str(n) if n else "-"',
-    "f": '_escape(e.get("HTTP_REFERER") or "-")',
-    "a": '_escape(e.get("HTTP_USER_AGENT") or "-")',
+    "f": '_escape(E("HTTP_REFERER") or "-")',
+    "a": '_escape(E("HTTP_USER_AGENT") or "-")',
     "T": "str(int(d))",
     "D": "str(int(d * 1e6))",
     "M": "str(int(d * 1e3))",
     "L": 'f"{d:.6f}"',
     "p": 'f"<{_pid()}>"',
 }
-
 _clf_cache: list[Any] = [0, ""]
 
 
@@ -240,25 +264,60 @@ def _expression(atom: str) -> str:
         return _EXPRESSIONS[atom]
     name, kind = atom[1:-2], atom[-1]
     if kind == "i":
-        return f'_escape(e.get({"HTTP_" + name.upper().replace("-", "_")!r}) or "-")'
+        return f'_escape(E({"HTTP_" + name.upper().replace("-", "_")!r}) or "-")'
     if kind == "o":
         return f"_response_header(h, {name.lower()!r})"
-    return f'_escape(str(e.get({name!r}, "-")))'
+    return f'_escape("-" if E({name!r}) is None else str(E({name!r})))'
 
 
-def compile_format(fmt: str) -> Callable[..., str]:
-    """Turn a gunicorn-style format into ``f(e, s, n, h, d, w) -> line``."""
+_ENV_VALUE = re.compile(r"""E\(('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\)""")
+
+
+class CompiledFormat(NamedTuple):
+    """``line(v, s, n, h, d, w)``: ``v`` holds the environ values named by
+    ``keys`` (None when missing), ``h`` the response headers (needed only
+    when ``headers``), ``s`` the status, ``n`` the bytes sent, ``d`` the
+    duration and ``w`` the wall-clock time."""
+
+    keys: tuple[str, ...]
+    headers: bool
+    line: Callable[..., str]
+
+
+def _compile(fmt: str, environ_value: Callable[[str, list[str]], str]) -> CompiledFormat:
+    keys: list[str] = []
+
+    def value(m: re.Match[str]) -> str:
+        return environ_value(ast.literal_eval(m.group(1)), keys)
+
     parts: list[str] = []
     pos = 0
     for m in _ATOM.finditer(fmt):
         parts.append(repr(fmt[pos:m.start()].replace("%%", "%")))
-        parts.append(f"({_expression(m.group(1))})")
+        parts.append(f"({_ENV_VALUE.sub(value, _expression(m.group(1)))})")
         pos = m.end()
     parts.append(repr(fmt[pos:].replace("%%", "%")))
-    source = "lambda e, s, n, h, d, w: " + " + ".join(parts)
+    # One join of a tuple: 0.8 us a line against 1.2 us for a chain of +.
+    source = "lambda v, s, n, h, d, w: ''.join((" + ", ".join(parts) + ",))"
     namespace = {"_escape": _escape, "_clf_time": _clf_time, "_response_header": _response_header,
                  "_pid": os.getpid}
-    return eval(compile(source, "<access_log_format>", "eval"), namespace)  # noqa: S307
+    line = eval(compile(source, "<access_log_format>", "eval"), namespace)  # noqa: S307
+    return CompiledFormat(tuple(keys), "_response_header(h" in source, line)
+
+
+def compile_positional(fmt: str) -> CompiledFormat:
+    """The format over a tuple of the environ values it reads: what the
+    access log queues at request time instead of the whole environ."""
+    def at(key: str, keys: list[str]) -> str:
+        if key not in keys:
+            keys.append(key)
+        return f"v[{keys.index(key)}]"
+    return _compile(fmt, at)
+
+
+def compile_format(fmt: str) -> Callable[..., str]:
+    """Turn a gunicorn-style format into ``f(environ, s, n, h, d, w) -> line``."""
+    return _compile(fmt, lambda key, keys: f"v.get({key!r})").line
 
 
 def check_access_format(fmt: str) -> None:
