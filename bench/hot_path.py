@@ -5,7 +5,7 @@ parsing, environ, the app call and response framing, the hand-off between
 the loop and a pool thread, and the socket system calls. Each figure is the
 median of several runs of many iterations, in microseconds per request.
 
-    python bench/hot_path.py
+    taskset -c 0 python bench/hot_path.py   # pinned, as the server is in make bench
 """
 
 from __future__ import annotations
