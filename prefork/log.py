@@ -115,8 +115,8 @@ def reopen_error_log() -> None:
 
 
 # The environ keys json_line reads.
-_JSON_KEYS: tuple[str, ...] = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO", "SERVER_PROTOCOL",
-              "HTTP_REFERER", "HTTP_USER_AGENT")
+_JSON_KEYS: tuple[str, ...] = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO",
+                                "SERVER_PROTOCOL", "HTTP_REFERER", "HTTP_USER_AGENT")
 
 
 class AccessLog:
@@ -125,9 +125,9 @@ class AccessLog:
     ``log(environ, status, length, headers, start, end)`` is what a request
     thread calls. It copies the few environ values the format reads into a
     tuple (one compiled function, 0.13 us) and queues it; the environ and
-    the response headers go with the request. Holding them in the queue for
-    the writer's next turn, as the first version did, cost more than the
-    copy (hello at 64 connections: 16% of throughput with the log on, 11%).
+    the response headers go with the request: holding them in the queue
+    until the writer's next turn, as the first version did, cost more than
+    the copy.
     """
 
     def __init__(self, target: str, fmt: str = DEFAULT_ACCESS_FORMAT):
@@ -220,8 +220,9 @@ class AccessLog:
 
 
 # Each atom is an expression over (E("KEY")=an environ value, s=status,
-# n=bytes, h=response headers, d=duration, w=wall time). The whole format compiles, once, into one
-# function that joins literals and these expressions: no per-atom calls.
+# n=bytes, h=response headers, d=duration, w=wall time). The whole format
+# compiles, once, into one function that joins literals and these
+# expressions: no per-atom calls.
 _EXPRESSIONS: dict[str, str] = {
     "h": 'E("REMOTE_ADDR") or "-"',
     "l": '"-"',
@@ -244,6 +245,7 @@ _EXPRESSIONS: dict[str, str] = {
     "L": 'f"{d:.6f}"',
     "p": 'f"<{_pid()}>"',
 }
+
 _clf_cache: list[Any] = [0, ""]
 
 
