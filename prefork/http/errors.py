@@ -55,5 +55,18 @@ class NotImplementedCoding(HTTPError):
     status, reason = 501, "Not Implemented"
 
 
+class InternalError(HTTPError):
+    """The server failed while reading the request (a full or missing
+    upload directory, a bug): the request cannot be served."""
+
+    status, reason = 500, "Internal Server Error"
+
+
+class ServiceUnavailable(HTTPError):
+    """The server is out of a shared resource (request buffer memory)."""
+
+    status, reason = 503, "Service Unavailable"
+
+
 class VersionNotSupported(HTTPError):
     status, reason = 505, "HTTP Version Not Supported"

@@ -25,35 +25,64 @@ from .errors import (
     BodyTooLarge,
     ExpectationFailed,
     HeadersTooLarge,
+    HTTPError,
     NotImplementedCoding,
     URITooLong,
     VersionNotSupported,
 )
 
+# Every pattern that sees client bytes runs in linear time: each repetition is
+# possessive (``*+``, ``++``, Python 3.11), so a long run of spaces or tchars
+# followed by one bad byte fails at once instead of trying every split of the
+# run (that backtracking made a header line cost quadratic time). The classes
+# next to each other are disjoint where they are not possessive.
 # RFC 9110 §5.6.2: token = 1*tchar
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 # request-target: visible ASCII; obs-text (0x80-0xFF) is accepted because
 # clients send raw UTF-8 paths in practice, but never controls, space or DEL.
-_REQUEST_LINE = re.compile(rb"(" + _TCHAR + rb"+) ([\x21-\x7e\x80-\xff]+) HTTP/(\d)\.(\d)")
+_REQUEST_LINE = re.compile(rb"(" + _TCHAR + rb"++) ([\x21-\x7e\x80-\xff]++) HTTP/(\d)\.(\d)")
 # field-line = field-name ":" OWS field-value OWS; the value holds no controls
 # except HTAB, so a CR, LF or NUL inside a line is refused here. The value
-# group is greedy and keeps trailing OWS (stripped after): a lazy group with a
-# trailing [ \t]* costs 4.6x as much per line in Python's re.
-_FIELD_LINE = re.compile(rb"(" + _TCHAR + rb"+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
+# group keeps trailing OWS (stripped after): a lazy group with a trailing
+# [ \t]* costs 4.6x as much per line in Python's re.
+_FIELD_LINE = re.compile(rb"(" + _TCHAR + rb"++):[ \t]*+([^\x00-\x08\x0a-\x1f\x7f]*+)")
 # The same, on the head decoded as latin-1 (one character per byte, so every
 # class means what it means on bytes): one decode per head, not two per line.
 _FIELD_LINE_STR = re.compile(_FIELD_LINE.pattern.decode("latin-1"))
 # Header names whose values steer framing and connection handling.
 _FRAMING_NAMES = frozenset(("host", "content-length", "transfer-encoding", "connection", "expect"))
-_DIGITS_STR = re.compile(r"[0-9]+")
+# Fields RFC 9110 defines as singletons that a server or an application acts
+# on: a second one is ambiguous (which one did a proxy in front see?), so it
+# is refused like a second Host or Content-Length.
+SINGLETON_FIELDS = frozenset((
+    "content-type", "authorization", "proxy-authorization", "range", "if-range",
+    "if-modified-since", "if-unmodified-since", "max-forwards",
+))
+_WATCHED_NAMES = _FRAMING_NAMES | SINGLETON_FIELDS
+# RFC 9110 §6.5.1: fields a sender must not put in a trailer (framing, routing,
+# request modifiers, authentication, content processing). A trailer is read
+# after the app could have acted on its head, so such a field is refused.
+FORBIDDEN_TRAILERS = frozenset((
+    "content-length", "transfer-encoding", "host", "connection", "keep-alive", "te",
+    "trailer", "upgrade", "expect", "content-type", "content-encoding", "content-range",
+    "cache-control", "max-forwards", "pragma", "range", "if-match", "if-none-match",
+    "if-modified-since", "if-unmodified-since", "if-range", "authorization",
+    "proxy-authorization", "cookie", "set-cookie",
+))
+_DIGITS_STR = re.compile(r"[0-9]++")
 _MAX_LENGTH_DIGITS = 18   # more is over any body limit (and int() refuses > 4300 digits)
-_ABSOLUTE_FORM = re.compile(r"(?i:https?)://([^/?#]+)(.*)", re.S)   # RFC 9110 4.2.1: a host
-_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]*)(:[0-9]*)?")
+# RFC 9112 §2.2 asks a server to ignore at least one empty line before a
+# request-line (old clients sent one after a POST body). A few are ignored;
+# more is not a client but someone holding the connection open.
+MAX_EMPTY_LINES = 4
+_ABSOLUTE_FORM = re.compile(r"(?i:https?)://([^/?#]++)(.*+)", re.S)   # RFC 9110 4.2.1: a host
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9._~%!$&'()*+,;=-]*+)(:[0-9]*+)?+")
 _CHUNK_SIZE = re.compile(
-    rb"([0-9A-Fa-f]{1,16})"
+    rb"([0-9A-Fa-f]{1,16}+)"
     # chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] )
-    rb"((?:[ \t]*;[ \t]*" + _TCHAR + rb"+(?:[ \t]*=[ \t]*(?:" + _TCHAR
-    + rb'+|"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\t \x21-\x7e\x80-\xff])*"))?)*)[ \t]*'
+    # Atomic groups: an extension, once matched, is never split another way.
+    rb"((?>[ \t]*+;[ \t]*+" + _TCHAR + rb"++(?>[ \t]*+=[ \t]*+(?>" + _TCHAR
+    + rb'++|"(?>[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\t \x21-\x7e\x80-\xff])*+"))?+)*+)[ \t]*+'
 )
 MAX_CHUNK_LINE = 4096
 MAX_TRAILER_FIELDS = 64
@@ -103,30 +132,39 @@ class RequestHead:
         return f"<RequestHead {self.method} {self.target} {self.version}>"
 
 
-def find_head_end(buf: bytes | bytearray, limits: Limits) -> int:
+def find_head_end(buf: bytes | bytearray, limits: Limits, start: int = 0) -> int:
     """Index just past the head's closing CRLFCRLF in ``buf``, or -1 if not there yet.
 
+    ``start`` is how much of ``buf`` an earlier call already looked at (and
+    found no end in): only the bytes from there are scanned again, so a head
+    that arrives in many small pieces costs linear time, not quadratic.
     Raises when the bytes seen so far can already never become a valid head:
     a line ended by a bare LF, a request line or header block over its limit.
     """
-    end = buf.find(b"\r\n\r\n")
+    end = buf.find(b"\r\n\r\n", start - 3 if start > 3 else 0)
     if end >= 0:
         return end + 4
-    if buf.count(b"\n") != buf.count(b"\r\n"):
+    # A bare LF among the new bytes: an LF from ``start`` on not preceded by CR.
+    if buf.count(b"\n", start) != buf.count(b"\r\n", start - 1 if start else 0):
         raise BadRequest("line ended by a bare LF")
-    nl = buf.find(b"\r\n")
-    if nl > limits.request_line or (nl < 0 and len(buf) > limits.request_line + 1):
-        raise URITooLong(f"request line longer than {limits.request_line} bytes")
+    line_max = limits.request_line
+    if start <= line_max + 1:   # the request line may have been open until now
+        if buf.find(b"\r\n", 0, line_max + 2) < 0 and len(buf) > line_max + 1:
+            raise URITooLong(f"request line longer than {line_max} bytes")
     if len(buf) > limits.head:
         raise HeadersTooLarge(f"header block larger than {limits.head} bytes")
     return -1
 
 
-def skip_leading_crlf(buf: bytes) -> bytes:
-    """RFC 9112 §2.2: empty lines before a request-line are ignored."""
-    while buf[:2] == b"\r\n":
-        buf = buf[2:]
-    return buf
+def skip_leading_crlf(buf: bytes | bytearray) -> tuple[bytes | bytearray, int]:
+    """RFC 9112 §2.2: empty lines before a request-line are ignored.
+
+    Returns the rest of ``buf`` and how many empty lines were dropped.
+    """
+    n = 0
+    while buf[n * 2:n * 2 + 2] == b"\r\n":
+        n += 1
+    return (buf[n * 2:] if n else buf), n
 
 
 def parse_head(block: bytes, limits: Limits) -> RequestHead:
@@ -144,9 +182,10 @@ def parse_head(block: bytes, limits: Limits) -> RequestHead:
     if m is None:
         raise BadRequest("malformed request line")
     method_b, target_b, major, minor = m.groups()
-    if major != b"1" or minor not in (b"0", b"1"):
+    if major != b"1":
         raise VersionNotSupported(f"HTTP/{major.decode()}.{minor.decode()} is not supported")
-    version = "HTTP/1.1" if minor == b"1" else "HTTP/1.0"
+    # RFC 9110 §2.5: a higher 1.x minor is answered as the highest we conform to.
+    version = "HTTP/1.0" if minor == b"0" else "HTTP/1.1"
     lines = block.decode("latin-1").split("\r\n")
     # A complete block ends with "\r\n\r\n": drop the two empty trailers.
     if lines[-1] == "" and lines[-2] == "":
@@ -158,10 +197,11 @@ def parse_head(block: bytes, limits: Limits) -> RequestHead:
     headers: list[tuple[str, str]] = []
     append = headers.append
     match_field = _FIELD_LINE_STR.fullmatch
-    framing = _FRAMING_NAMES
+    watched = _WATCHED_NAMES
     field_size = limits.field_size
     content_length = transfer_encoding = connection = expect = host = None
     host_count = cl_count = 0
+    singletons: set[str] | None = None
     for raw in lines[1:]:
         if len(raw) > field_size:
             raise HeadersTooLarge(f"a header line is longer than {field_size} bytes")
@@ -175,9 +215,16 @@ def parse_head(block: bytes, limits: Limits) -> RequestHead:
             value = value.rstrip(" \t")
         append((name, value))
         lname = name.lower()
-        if lname not in framing:
+        if lname not in watched:
             continue
-        if lname == "host":
+        if lname in SINGLETON_FIELDS:
+            if singletons is None:
+                singletons = {lname}
+            elif lname in singletons:
+                raise BadRequest(f"more than one {name} header")
+            else:
+                singletons.add(lname)
+        elif lname == "host":
             host, host_count = value, host_count + 1
         elif lname == "content-length":
             content_length, cl_count = value, cl_count + 1
@@ -190,6 +237,9 @@ def parse_head(block: bytes, limits: Limits) -> RequestHead:
 
     method = method_b.decode("ascii")
     target = target_b.decode("latin-1")
+    if "#" in target:
+        # RFC 9112 §3.2: a fragment is never part of a request-target.
+        raise BadRequest("a request target may not contain '#'")
     if method == "CONNECT":
         raise NotImplementedCoding("CONNECT is not supported")
     if target[0] == "/":
@@ -243,9 +293,12 @@ def parse_head(block: bytes, limits: Limits) -> RequestHead:
             raise BadRequest("more than one Content-Length header")
         if _DIGITS_STR.fullmatch(content_length) is None:
             raise BadRequest("Content-Length must be digits only")
-        if len(content_length.lstrip("0")) > _MAX_LENGTH_DIGITS:
-            raise BodyTooLarge(f"a body of {len(content_length)} digits of bytes is too large")
-        n = int(content_length)
+        # Leading zeros are allowed, but never reach int(): a long run of them
+        # would be over its 4300-digit limit (ValueError).
+        digits = content_length.lstrip("0")
+        if len(digits) > _MAX_LENGTH_DIGITS:
+            raise BodyTooLarge(f"a body of {len(digits)} digits of bytes is too large")
+        n = int(digits) if digits else 0
         if limits.body and n > limits.body:
             raise BodyTooLarge(f"body of {n} bytes is over the {limits.body}-byte limit")
         head.content_length = n
@@ -263,7 +316,7 @@ def parse_head(block: bytes, limits: Limits) -> RequestHead:
     return head
 
 
-_TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]++")
 
 
 class LengthReader:
@@ -289,35 +342,49 @@ class ChunkedReader:
 
     Chunk sizes are hex digits only (no sign, no 0x, no surrounding junk),
     extensions must follow the ABNF, chunk data must end in CRLF, and trailer
-    fields are validated like header fields, bounded, and then dropped: WSGI
-    has no place for them.
+    fields are validated like header fields and obey the same limits (each
+    line at most ``limits.field_size``, at most ``limits.fields`` of them, and
+    :data:`MAX_TRAILER_BYTES` in all), then dropped: WSGI has no place for
+    them. A field that must not be a trailer (RFC 9110 §6.5.1) is refused.
     """
 
-    __slots__ = ("limit", "total", "_state", "_left", "_line", "_trailers", "_trailer_bytes")
+    __slots__ = ("limit", "total", "_state", "_left", "_line", "_trailers", "_trailer_bytes",
+                 "_field_size", "_fields")
 
     _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
-    def __init__(self, limit: int = 0):
+    def __init__(self, limit: int = 0, limits: Limits | None = None):
         self.limit = limit
         self.total = 0
         self._state = self._SIZE
         self._left = 0
-        self._line = b""
+        self._line = bytearray()
         self._trailers = 0
         self._trailer_bytes = 0
+        limits = limits or Limits()
+        self._field_size = min(limits.field_size, MAX_TRAILER_BYTES)
+        self._fields = min(limits.fields, MAX_TRAILER_FIELDS)
 
-    def _take_line(self, data: bytes, pos: int, maxlen: int) -> tuple[bytes | None, int]:
-        """Collect one CRLF-ended line starting at ``pos``; (None, len) while partial."""
+    def _take_line(self, data: bytes, pos: int, maxlen: int,
+                   error: type[HTTPError] = BadRequest) -> tuple[bytes | None, int]:
+        """Collect one CRLF-ended line starting at ``pos``; (None, len) while partial.
+
+        A line split over many feeds is collected in a bytearray, so feeding
+        it one byte at a time costs linear time."""
         end = data.find(b"\n", pos)
         if end < 0:
             self._line += data[pos:]
-            if len(self._line) > maxlen:
-                raise BadRequest("chunk line too long")
+            if len(self._line) > maxlen + 1:    # +1: its CR may be the last byte
+                raise error("chunk line too long")
             return None, len(data)
-        line = self._line + data[pos:end + 1]
-        self._line = b""
+        if self._line:
+            self._line += data[pos:end + 1]
+            line = bytes(self._line)
+            self._line.clear()
+        else:
+            line = data[pos:end + 1]
         if len(line) > maxlen + 2:
-            raise BadRequest("chunk line too long")
+            raise error("chunk line too long")
         if line[-2:-1] != b"\r":
             raise BadRequest("chunk line ended by a bare LF")
         return line[:-2], end + 1
@@ -342,7 +409,7 @@ class ChunkedReader:
                 m = _CHUNK_SIZE.fullmatch(line)
                 if m is None:
                     raise BadRequest("malformed chunk size line")
-                size = int(m.group(1), 16)
+                size = int(m.group(1), 16)   # at most 16 hex digits: no int() limit
                 self.total += size
                 if self.limit and self.total > self.limit:
                     raise BodyTooLarge(f"chunked body over the {self.limit}-byte limit")
@@ -362,10 +429,10 @@ class ChunkedReader:
                     break
                 if self._line != b"\r\n":
                     raise BadRequest("chunk data longer than its size")
-                self._line = b""
+                self._line.clear()
                 self._state = self._SIZE
             elif state == self._TRAILER:
-                line, pos = self._take_line(data, pos, MAX_TRAILER_BYTES)
+                line, pos = self._take_line(data, pos, self._field_size, HeadersTooLarge)
                 if line is None:
                     break
                 if not line:
@@ -373,10 +440,14 @@ class ChunkedReader:
                     continue
                 self._trailers += 1
                 self._trailer_bytes += len(line)
-                if self._trailers > MAX_TRAILER_FIELDS or self._trailer_bytes > MAX_TRAILER_BYTES:
+                if self._trailers > self._fields or self._trailer_bytes > MAX_TRAILER_BYTES:
                     raise HeadersTooLarge("too many or too large trailer fields")
-                if _FIELD_LINE.fullmatch(line) is None:
+                fm = _FIELD_LINE.fullmatch(line)
+                if fm is None:
                     raise BadRequest("malformed trailer field")
+                name = fm.group(1).decode("ascii").lower()
+                if name in FORBIDDEN_TRAILERS:
+                    raise BadRequest(f"{name} is not allowed in a trailer")
             else:  # _DONE
                 return out, data[pos:]
         return out, None

@@ -141,7 +141,10 @@ def make_environ(req: Request, base: dict[str, Any], peer: tuple[str, str]) -> d
     env["wsgi.input"] = req.body
     path = head.path
     if "%" in path:
-        path = unquote_to_bytes(path).decode("latin-1")
+        # The path is the target's bytes as latin-1: decode the escapes on
+        # those bytes (a str would be encoded as UTF-8 first, turning a raw
+        # non-ASCII byte into two).
+        path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
     script_name = env["SCRIPT_NAME"]
     if script_name and (path == script_name or path.startswith(script_name + "/")):
         path = path[len(script_name):]
@@ -162,6 +165,10 @@ def make_environ(req: Request, base: dict[str, Any], peer: tuple[str, str]) -> d
         # The body was de-chunked while it was buffered: describe what the app reads.
         env.pop("HTTP_TRANSFER_ENCODING", None)
         env["CONTENT_LENGTH"] = str(req.body_length)
+    elif head.content_length is not None:
+        # The parsed value, not the client's spelling: apps call int() on it,
+        # and "000…05" with thousands of zeros is over int()'s digit limit.
+        env["CONTENT_LENGTH"] = str(head.content_length)
     return env
 
 
@@ -228,7 +235,11 @@ class Exchange:
         if status is None:
             raise AssertionError("the application returned without calling start_response()")
         code = self.code = int(status[:3])
-        self.no_body = no_body = (self.method == "HEAD" or code in (204, 304) or code < 200)
+        if code < 200:
+            # 1xx is informational, never the answer (the server sends 100 Continue itself).
+            raise ValueError(f"final status {status!r} from the application is informational")
+        no_length = code in (204, 304)
+        self.no_body = no_body = self.method == "HEAD" or no_length
         lines = ["HTTP/1.1 ", status, "\r\n"]
         have_date = have_server = False
         app_length = None
@@ -239,8 +250,10 @@ class Exchange:
                     self.keep_alive = False
                 continue
             if lname == "content-length":
-                if not value.isdigit() or app_length is not None:
+                if not (value.isascii() and value.isdigit()) or app_length is not None:
                     raise ValueError(f"invalid Content-Length {value!r} from the application")
+                if no_length:
+                    continue    # RFC 9110 §8.6: 204 has no content; a 304's would mislead
                 app_length = int(value)
             elif lname == "date":
                 have_date = True
@@ -253,7 +266,7 @@ class Exchange:
             lines.append("Server: prefork\r\n")
         if app_length is not None:
             self.remaining = app_length
-        elif code in (204, 304) or code < 200:
+        elif no_length:
             pass
         elif body_length is not None:
             self.remaining = body_length

@@ -20,7 +20,7 @@ def app(environ, start_response):
     if path == "/hello":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"Hello, World!"]
-    if path == "/environ":
+    if path == "/environ" or path.startswith("/environ-at/"):
         return _json(start_response, {k: v for k, v in environ.items() if isinstance(v, str)}
                      | {"wsgi.input_terminated": environ.get("wsgi.input_terminated"),
                         "wsgi.multithread": environ["wsgi.multithread"]})
@@ -62,6 +62,12 @@ def app(environ, start_response):
         code = int(path.rsplit("/", 1)[1])
         start_response(f"{code} Whatever", [("Content-Type", "text/plain")])
         return [b"body that must not be sent"] if code in (204, 304) else [b"status body"]
+    if path.startswith("/status-cl/"):
+        # A status with the application's own Content-Length (and a body).
+        code = int(path.rsplit("/", 1)[1])
+        start_response(f"{code} Whatever", [("Content-Type", "text/plain"),
+                                            ("Content-Length", "5")])
+        return [b"12345"]
     if path == "/sleep":
         time.sleep(float(qs.get("s", ["1"])[0]))
         start_response("200 OK", [("Content-Type", "text/plain")])

@@ -189,7 +189,15 @@ def test_http10_and_http11_are_accepted(version, keep):
     assert head.keep_alive is keep
 
 
-@pytest.mark.parametrize("version", [b"2.0", b"0.9", b"1.2", b"3.0", b"1.9", b"9.9"])
+@pytest.mark.parametrize("version", [b"1.2", b"1.9"])
+def test_higher_http1_minor_is_served_as_http11(version):
+    # RFC 9110 §2.5: answer with the highest 1.x version the server conforms to.
+    head = head_of(get(version=version))
+    assert head.version == "HTTP/1.1"
+    assert head.keep_alive is True
+
+
+@pytest.mark.parametrize("version", [b"2.0", b"0.9", b"3.0", b"9.9"])
 def test_unsupported_version_is_505(version):
     with pytest.raises(VersionNotSupported):
         parse_head(get(version=version), Limits())
@@ -679,9 +687,9 @@ def test_close_on_a_second_connection_line_wins():
 # --- leading empty lines ----------------------------------------------------
 
 def test_skip_leading_crlf_drops_only_whole_crlfs():
-    assert skip_leading_crlf(b"\r\n\r\n\r\nGET") == b"GET"
-    assert skip_leading_crlf(b"GET\r\n") == b"GET\r\n"
-    assert skip_leading_crlf(b"\r\n\r") == b"\r"
+    assert skip_leading_crlf(b"\r\n\r\n\r\nGET") == (b"GET", 3)
+    assert skip_leading_crlf(b"GET\r\n") == (b"GET\r\n", 0)
+    assert skip_leading_crlf(b"\r\n\r") == (b"\r", 1)
 
 
 def test_leading_crlfs_before_a_request_are_ignored():
