@@ -291,6 +291,10 @@ SETTINGS: list[Setting] = [
             "(or from connecting). A client trickling bytes (slowloris) gets 408 and is closed."),
     Setting("body_timeout", "Timeouts", Seconds(0.1), 30.0,
             "Seconds a request body may go without progress before the client gets 408."),
+    Setting("body_min_rate", "Timeouts", Int(0), 500,
+            "Slowest upload rate allowed, in bytes per second: a body gets body_timeout from "
+            "its start plus one second for every this many bytes received, so a client "
+            "trickling bytes gets 408 even if it never pauses for body_timeout. 0 turns it off."),
     Setting("write_timeout", "Timeouts", Seconds(0.1), 30.0,
             "Seconds a response write may go without progress (the client stopped reading) "
             "before the connection is dropped."),
@@ -307,6 +311,10 @@ SETTINGS: list[Setting] = [
     Setting("spool_threshold", "Limits", Int(0), 512 * KiB,
             "Request bodies larger than this many bytes are buffered in a temporary file "
             "instead of memory."),
+    Setting("limit_buffer_memory", "Limits", Int(0), 64 * MiB,
+            "Most bytes of requests still arriving (partial heads, bodies below "
+            "spool_threshold) that one worker holds in memory. Past it, bodies go to a "
+            "temporary file at once and a partial head gets 503. 0 means no limit."),
     Setting("tmp_upload_dir", "Limits", Str(), "",
             "Directory for spooled request bodies; empty means the system default."),
     # Application

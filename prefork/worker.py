@@ -6,7 +6,10 @@ The path of a request:
 1. The loop accepts a connection and reads from it whenever epoll says it is
    readable, feeding the bytes to an :class:`~prefork.http.connection.HTTPConnection`
    until a whole request (head and body) is buffered. A slow client therefore
-   costs a few hundred bytes of memory, never a thread.
+   costs memory, never a thread: what it has sent so far (a partial head, up
+   to the head limits; a body, up to ``spool_threshold`` before it moves to a
+   temporary file), all of it charged to the worker's ``limit_buffer_memory``
+   (docs/security.md has the worst case per connection).
 2. The complete request goes to the pool (in batches: see ``_dispatch``). One
    thread runs the application and writes the response, then answers any
    request already pipelined behind it.
@@ -29,6 +32,14 @@ it accepts it and queues its request behind the others: everyone gets a turn.
 
 Deadlines (header, body, keep-alive idle, lingering close) are checked by a
 sweep in the loop twice a second; writes have their own timeout in the thread.
+Only bytes of a request move a deadline: empty lines before a request do not,
+and a body must keep up ``body_min_rate`` on top of never pausing for
+``body_timeout``.
+
+Whatever goes wrong while one connection is read, parsed or spooled (a bug,
+a full upload directory) is logged with its traceback and answered on that
+connection alone (500, or the protocol error's status); the loop, the other
+connections and the worker carry on.
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from .http.connection import HTTPConnection, Request
-from .http.errors import ClientGone, HTTPError
+from .http.errors import ClientGone, HTTPError, InternalError
 from .http.parser import Limits
 from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
 from .log import DEFAULT_ACCESS_FORMAT, AccessLog, reopen_error_log
@@ -76,6 +87,7 @@ BACKLOG_CHECK = 0.01
 # hello-world client). With more connections, threads waking on their own
 # would fight over the GIL, and the loop, which reads many at once, wins.
 NEXT_REQUEST_WAIT_MS = 1
+FAILURE_TRACEBACK_EVERY = 10.0
 
 
 @dataclass
@@ -87,10 +99,12 @@ class WorkerSettings:
     keepalive: float = 5.0
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    body_min_rate: int = 500
     write_timeout: float = 30.0
     graceful_timeout: float = 30.0
     limits: Limits = field(default_factory=Limits)
     spool_threshold: int = 512 * 1024
+    buffer_memory: int = 64 * 1024 * 1024
     tmp_upload_dir: str | None = None
     root_path: str = ""
     multiprocess: bool = False
@@ -155,20 +169,46 @@ class SocketWriter:
         return total
 
 
+class MemoryBudget:
+    """Bytes of requests still arriving that one worker holds in memory, over
+    all its connections (see HTTPConnection's ``budget``). Charged by the
+    loop and by pool threads (pipelined requests), hence the lock; it is
+    only touched when a request does not arrive whole in one read."""
+
+    __slots__ = ("limit", "held", "_lock")
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def charge(self, delta: int) -> None:
+        with self._lock:
+            self.held += delta
+
+    @property
+    def exhausted(self) -> bool:
+        return self.held > self.limit
+
+    @property
+    def overrun(self) -> bool:
+        return self.held > 2 * self.limit
+
+
 class Conn:
     """One client connection and whatever part of a request it has sent."""
 
     __slots__ = ("sock", "fd", "http", "peer", "base", "writer", "deadline", "waiting",
-                 "registered", "lingering", "served", "fresh")
+                 "registered", "lingering", "served", "fresh", "body_since", "body_of")
 
     def __init__(self, sock: socket.socket, peer: tuple[str, str], base: dict[str, Any],
-                 settings: WorkerSettings, now: float):
+                 settings: WorkerSettings, now: float, budget: MemoryBudget | None = None):
         self.sock = sock
         self.fd = sock.fileno()
         self.peer = peer
         self.base = base
         self.http = HTTPConnection(settings.limits, settings.spool_threshold,
-                                   settings.tmp_upload_dir)
+                                   settings.tmp_upload_dir, budget)
         self.writer = SocketWriter(sock, settings.write_timeout)
         self.deadline = now + settings.header_timeout
         self.waiting = False      # armed in epoll, owned by the loop
@@ -176,6 +216,8 @@ class Conn:
         self.lingering = False    # answered an error; draining input until EOF
         self.served = False       # has answered a request (so idle means kept alive)
         self.fresh = True         # accepted, its first request not yet read (Worker.fresh)
+        self.body_since = 0.0     # when the body of request number body_of began
+        self.body_of = 0
 
 
 class Listener:
@@ -213,6 +255,7 @@ class Worker:
         self.settings = s = settings or WorkerSettings()
         self.listeners = [Listener(sock, listener_environ(sock, s)) for sock in listeners]
         self.conns: dict[int, Conn] = {}
+        self.budget = MemoryBudget(s.buffer_memory) if s.buffer_memory else None
         self.handlers: dict[int, Any] = {}
         self.queue: SimpleQueue[tuple[Conn, Request] | None] = SimpleQueue()
         # Requests read and not yet handed to the pool (see _dispatch).
@@ -241,6 +284,7 @@ class Worker:
         self.hook_view: Any = None
         self.access_log: AccessLog | None = None
         self._last_beat = 0.0
+        self._last_failure_traceback = -FAILURE_TRACEBACK_EVERY
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -310,12 +354,18 @@ class Worker:
                         if obj is None:
                             continue
                         obj.waiting = False
-                        if obj.lingering:
-                            self._drain(obj)
-                        else:
-                            self._read(obj)
+                        try:
+                            if obj.lingering:
+                                self._drain(obj)
+                            else:
+                                self._read(obj)
+                        except Exception as e:      # one connection's failure is its own
+                            self._failed(obj, e)
                     elif type(obj) is Listener:
-                        self._accept(obj)
+                        try:
+                            self._accept(obj)
+                        except Exception:
+                            log.exception("unexpected error accepting connections")
                     else:
                         self._drain_wakeups()
                 if self.stopping:
@@ -451,11 +501,14 @@ class Worker:
                 peer = (addr[0], str(addr[1]))
             else:
                 peer = ("", "")
-            conn = Conn(sock, peer, lst.base, s, self.now)
+            conn = Conn(sock, peer, lst.base, s, self.now, self.budget)
             self.conns[conn.fd] = conn
             self.fresh += 1
             # The request often arrives with the connection: try it at once.
-            self._read(conn)
+            try:
+                self._read(conn)
+            except Exception as e:
+                self._failed(conn, e)
         with self.lock:
             if s.multiprocess and self.accepting:
                 # EPOLLEXCLUSIVE wakes the first idle waiter on the listener's
@@ -508,14 +561,19 @@ class Worker:
             return
         http = conn.http
         was_idle = http.idle
-        http.receive(data)
         try:
+            http.receive(data)      # feeds a body under way: may raise too
             req = http.next_request()
         except HTTPError as e:
             self._reject(conn, e)
             return
         if req is None:
-            self._wait_for_more(conn, self.now, was_idle)
+            if http.idle:
+                # Only empty lines (or a lone CR): not a request, so the
+                # deadline it is under stays where it was.
+                self._arm(conn)
+            else:
+                self._wait_for_more(conn, self.now, was_idle)
             return
         if conn.fresh:
             conn.fresh = False
@@ -550,7 +608,16 @@ class Worker:
         response."""
         http, s = conn.http, self.settings
         if http.waiting_for_body:
+            if conn.body_of != http.heads:
+                conn.body_of, conn.body_since = http.heads, now
             conn.deadline = now + s.body_timeout
+            if s.body_min_rate:
+                # Apache's MinRate: body_timeout from the start, and one more
+                # second for every body_min_rate bytes received. A drip of
+                # bytes that never pauses for body_timeout still ends.
+                earned = conn.body_since + s.body_timeout + http.body_received / s.body_min_rate
+                if earned < conn.deadline:
+                    conn.deadline = earned
             if http.continue_needed:
                 http.continue_needed = False
                 try:
@@ -564,16 +631,53 @@ class Worker:
             conn.deadline = now + s.header_timeout
         self._arm(conn)
 
+    def _failed(self, conn: Conn, exc: Exception) -> None:
+        """Something unexpected failed while the loop read, parsed or spooled
+        ``conn`` (a bug, an OSError from the upload directory): log it once
+        with its traceback, answer 500 if the connection is still open, close
+        it. Nothing else is touched."""
+        # A failure that repeats (a full disk under an upload flood) gets its
+        # traceback once per FAILURE_TRACEBACK_EVERY seconds, one line after.
+        full = self.now - self._last_failure_traceback >= FAILURE_TRACEBACK_EVERY
+        if full:
+            self._last_failure_traceback = self.now
+        log.error("error reading a request from %s; answering 500 and closing that connection%s",
+                  conn.peer[0] or "a unix socket peer",
+                  "" if full else f": {type(exc).__name__}: {exc} (traceback logged before)",
+                  exc_info=exc if full else None)
+        if conn.fd not in self.conns:
+            return
+        if conn.lingering:
+            self._close(conn)
+            return
+        try:
+            self._reject(conn, InternalError("the server failed to read the request"))
+        except Exception:
+            log.exception("error while closing a failed connection")
+            self.conns.pop(conn.fd, None)
+            try:
+                conn.sock.close()
+            except OSError:
+                pass
+
     def _reject(self, conn: Conn, err: HTTPError) -> None:
         """Answer a protocol error and close without losing the answer."""
         log.debug("rejected request from %s: %s", conn.peer[0], err)
-        conn.http.close()
+        self._drop_request(conn)
         try:
             conn.sock.send(error_response(err.status, err.reason, err.detail))
         except OSError:
             self._close(conn)
             return
         self._linger(conn)
+
+    @staticmethod
+    def _drop_request(conn: Conn) -> None:
+        """Discard a half-received request; closing its spool file cannot fail the caller."""
+        try:
+            conn.http.close()
+        except Exception:
+            log.exception("error discarding a request body")
 
     def _linger(self, conn: Conn) -> None:
         # Closing with unread input makes the kernel send RST, which can
@@ -606,7 +710,7 @@ class Worker:
             conn.fresh = False
             self.fresh -= 1
         conn.waiting = False
-        conn.http.close()
+        self._drop_request(conn)
         try:
             conn.sock.close()   # also drops it from epoll
         except OSError:
@@ -616,7 +720,17 @@ class Worker:
                 self._update_accepting()
 
     def _sweep(self, now: float) -> None:
-        """Close connections past their deadline (idle, slow head, slow body)."""
+        """Close connections past their deadline (idle, slow head, slow body);
+        with the memory budget exhausted, move bodies still arriving to disk
+        (a stalled body must not keep memory others need for their heads)."""
+        budget = self.budget
+        if budget is not None and budget.exhausted:
+            for conn in list(self.conns.values()):
+                if conn.waiting and conn.http.waiting_for_body:
+                    try:
+                        conn.http.spill()
+                    except Exception as e:
+                        self._failed(conn, e)
         for conn in list(self.conns.values()):
             if not conn.waiting or conn.deadline > now:
                 continue
@@ -625,7 +739,7 @@ class Worker:
             else:
                 # A head or body that did not arrive in time.
                 conn.waiting = False
-                conn.http.close()
+                self._drop_request(conn)
                 try:
                     conn.sock.send(error_response(408, "Request Timeout",
                                                   "the request took too long to arrive"))
@@ -698,6 +812,11 @@ class Worker:
             except HTTPError as e:
                 self._reject_from_thread(conn, e)
                 return
+            except Exception:
+                log.exception("error reading a pipelined request from %s; answering 500",
+                              conn.peer[0] or "a unix socket peer")
+                self._reject_from_thread(conn, InternalError("the server failed to read the request"))
+                return
             if nxt is None:
                 break
             req = nxt
@@ -730,7 +849,7 @@ class Worker:
             log.exception("a request hook raised; carrying on")
 
     def _reject_from_thread(self, conn: Conn, err: HTTPError) -> None:
-        conn.http.close()
+        self._drop_request(conn)
         try:
             conn.writer.write(error_response(err.status, err.reason, err.detail))
         except ClientGone:
