@@ -59,7 +59,12 @@ WORKER_BOOT_ERROR = 3       # a worker's exit status when the app cannot be load
 MASTER_BOOT_ERROR = 3       # the master's, when workers keep failing to boot
 LOOP_INTERVAL = 0.25
 KILL_GRACE = 2.0            # after ABRT or a missed graceful deadline, then KILL
-CRASH_WINDOW = 5.0          # a worker dying this soon after its start counts as a boot failure
+# A worker that died after it was ready is respawned after a delay that grows
+# with each such crash (0.1 s doubling, at most CRASH_MAX_DELAY) and resets
+# once no worker has crashed for CRASH_QUIET seconds. It never stops the server:
+# only workers that never became ready count towards max_boot_failures.
+CRASH_MAX_DELAY = 10.0
+CRASH_QUIET = 30.0
 MEMORY_CHECK_INTERVAL = 1.0
 
 SIGNAL_NAMES = {getattr(signal, n): n for n in dir(signal)
@@ -117,6 +122,10 @@ class Master:
         self.next_number = 1
         self.boot_failures = 0
         self.last_boot_error = ""
+        self.crashes = 0                # workers that died after they were ready
+        self.crash_streak = 0           # of those, in a row (see CRASH_QUIET)
+        self.last_crash = ""            # the last one's cause, for the log and status
+        self.last_crash_at = 0.0
         self.spawn_after = 0.0
         self.signals: deque[int] = deque()
         self.stopping: str | None = None   # "graceful" or "fast"
@@ -482,7 +491,12 @@ class Master:
             if w is None:
                 continue
             assert self.board is not None
-            w.message = self.board.read(w.slot).message
+            slot = self.board.read(w.slot)
+            w.message = slot.message
+            if w.ready_since is None and slot.state in (READY, STOPPING):
+                # It was serving before the master's next look at the board:
+                # a death now is a crash after boot, not a boot failure.
+                w.ready_since = time.monotonic()
             self.board.free(w.slot)
             code = os.waitstatus_to_exitcode(status)
             self.hooks.call("child_exit", self.view(), w.view(code))
@@ -512,25 +526,44 @@ class Master:
         if w.pid == self.canary:
             self._canary_failed(f"the new worker {how}" + (f": {w.message}" if w.message else ""))
             return
-        failed_boot = w.ready_since is None and not expected
-        crashed_early = (not expected and time.monotonic() - w.spawned < CRASH_WINDOW)
-        if failed_boot or crashed_early:
-            self.boot_failures += 1
-            self.last_boot_error = (f"worker {how}" + (" while booting" if failed_boot else
-                                                       " right after booting"))
-            if code == WORKER_BOOT_ERROR:
-                self.last_boot_error = "the application failed to load (see the error above)"
-            if self.boot_failures >= self.cfg.max_boot_failures:
-                log.critical("Workers failed to boot %d times in a row (%s); stopping. "
-                             "Fix the error and start again.", self.boot_failures,
-                             self.last_boot_error)
-                self.exit_code = MASTER_BOOT_ERROR
-                self.stop(graceful=True)
-                return
-            delay = min(0.1 * 2 ** self.boot_failures, 10.0)
-            log.warning("Worker failed to boot (%d in a row); next try in %.1f s",
-                        self.boot_failures, delay)
-            self.spawn_after = time.monotonic() + delay
+        if expected:
+            return
+        if w.ready_since is not None:
+            if not w.aborted:
+                self._crashed_after_boot(w, how)
+            return
+        self.boot_failures += 1
+        self.last_boot_error = f"worker {how} while booting"
+        if code == WORKER_BOOT_ERROR:
+            self.last_boot_error = "the application failed to load (see the error above)"
+        if self.boot_failures >= self.cfg.max_boot_failures:
+            log.critical("Workers failed to boot %d times in a row (%s); stopping. "
+                         "Fix the error and start again.", self.boot_failures,
+                         self.last_boot_error)
+            self.exit_code = MASTER_BOOT_ERROR
+            self.stop(graceful=True)
+            return
+        delay = min(0.1 * 2 ** self.boot_failures, 10.0)
+        log.warning("Worker failed to boot (%d in a row); next try in %.1f s",
+                    self.boot_failures, delay)
+        self.spawn_after = time.monotonic() + delay
+
+    def _crashed_after_boot(self, w: WorkerProcess, how: str) -> None:
+        """A ready worker died on its own (a bug, a segfault in an extension,
+        the OOM killer). Not a boot failure: the server stays up and the
+        worker is respawned, later each time it keeps happening."""
+        now = time.monotonic()
+        if now - self.last_crash_at > CRASH_QUIET:
+            self.crash_streak = 0
+        self.crashes += 1
+        self.crash_streak += 1
+        self.last_crash_at = now
+        self.last_crash = f"worker {w.number} (pid {w.pid}) {how}" + (
+            f": {w.message}" if w.message else "")
+        delay = min(0.1 * 2 ** (self.crash_streak - 1), CRASH_MAX_DELAY)
+        log.warning("A worker crashed after booting (%d in a row, %d in all); respawning in "
+                    "%.1f s. The server keeps running.", self.crash_streak, self.crashes, delay)
+        self.spawn_after = max(self.spawn_after, now + delay)
 
     # -- checks: boot, heartbeat, request age, recycling ------------------
 
@@ -765,8 +798,12 @@ class Master:
         cmd = req["cmd"]
         if cmd == "status":
             assert self.board is not None
+            health = {"boot_failures": self.boot_failures, "crashes": self.crashes,
+                      "last_crash": self.last_crash,
+                      "last_crash_age": (round(time.monotonic() - self.last_crash_at, 1)
+                                         if self.crashes else None)}
             client.reply({"ok": True, **server_status(self.view(), self.started,
-                                                      self.workers.values(), self.board)})
+                                                      self.workers.values(), self.board, health)})
         elif cmd == "stop":
             client.reply({"ok": True, "pid": self.pid})
             self.stop(graceful=bool(req.get("graceful", True)))

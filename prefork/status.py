@@ -17,10 +17,12 @@ if TYPE_CHECKING:
 
 
 def server_status(server: ServerView, started: float, workers: Iterable[WorkerProcess],
-                  board: Scoreboard) -> dict[str, Any]:
+                  board: Scoreboard, health: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status answer: ``{"master": {...}, "workers": [...]}``, workers by number.
 
-    ``started`` is the master's start as ``time.time()``.
+    ``started`` is the master's start as ``time.time()``; ``health`` (boot
+    failures, crashes after boot and the last one's cause) goes into the
+    master's part as it is.
     """
     now, wall = time.monotonic(), time.time()
     report = []
@@ -39,6 +41,7 @@ def server_status(server: ServerView, started: float, workers: Iterable[WorkerPr
                        "generation": server.generation, "workers_wanted": server.workers,
                        "listeners": list(server.bind),
                        "uptime": round(wall - started, 1),
+                       **(health or {}),
                        **_process_info(server.pid, wall - started)},
             "workers": report}
 
