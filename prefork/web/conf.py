@@ -37,6 +37,8 @@ class Settings:
     # Limits: a body or the non-file part of a form bigger than this is refused.
     data_upload_max_memory_size: int | None = int(2.5 * MiB)
     data_upload_max_number_fields: int | None = 1000
+    # Files in one multipart body (Django's default): every part costs a parse.
+    data_upload_max_number_files: int | None = 100
     # Uploaded files stay in memory up to this size, then spill to a temp file.
     file_upload_max_memory_size: int = int(2.5 * MiB)
     # Total size of all uploaded files in one request (None: unlimited).

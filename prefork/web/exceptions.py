@@ -33,6 +33,10 @@ class TooManyFieldsSent(BadRequest):
     """A form had more fields than ``Settings.data_upload_max_number_fields`` (400)."""
 
 
+class TooManyFilesSent(BadRequest):
+    """A multipart form had more files than ``Settings.data_upload_max_number_files`` (400)."""
+
+
 class DisallowedHost(BadRequest):
     """The Host header is not in ``Settings.allowed_hosts`` (400)."""
 

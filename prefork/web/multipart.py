@@ -17,7 +17,7 @@ import tempfile
 from email.parser import HeaderParser
 from typing import IO, Any, BinaryIO
 
-from .exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent
+from .exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 
 CHUNK = 64 * 1024
 MAX_PART_HEADERS = 16 * 1024
@@ -88,6 +88,11 @@ def parse_multipart(stream: BinaryIO, length: int, boundary: bytes, charset: str
 def _parse(stream: BinaryIO, length: int, boundary: bytes, charset: str, settings: Any,
            fields: list[tuple[str, str]], files: list[tuple[str, UploadedFile]]) -> None:
     max_fields = settings.data_upload_max_number_fields
+    max_files = settings.data_upload_max_number_files
+    # Every part costs a header parse and a buffer copy, whatever becomes of
+    # it, so every part counts: files against max_files, the rest (nameless
+    # parts, which are dropped, included) against max_fields.
+    n_fields = n_files = 0
     max_field_bytes = settings.data_upload_max_memory_size
     max_file_bytes = settings.file_upload_max_size
     remaining = length
@@ -141,6 +146,14 @@ def _parse(stream: BinaryIO, length: int, boundary: bytes, charset: str, setting
         filename = headers.get_filename()
         sink: UploadedFile | bytearray
         if filename is not None:
+            n_files += 1
+            if max_files is not None and n_files > max_files:
+                raise TooManyFilesSent("too many files in the form")
+        else:
+            n_fields += 1
+            if max_fields is not None and n_fields > max_fields:
+                raise TooManyFieldsSent("too many form fields")
+        if filename is not None:
             sink = UploadedFile(str(name or ""), _safe_filename(filename),
                                 headers.get_content_type(), settings.file_upload_max_memory_size,
                                 settings.file_upload_temp_dir)
@@ -172,8 +185,6 @@ def _parse(stream: BinaryIO, length: int, boundary: bytes, charset: str, setting
             if not fill():
                 raise BadRequest("multipart body ended inside a part")
         if isinstance(sink, bytearray) and name is not None:
-            if max_fields is not None and len(fields) + 1 > max_fields:
-                raise TooManyFieldsSent("too many form fields")
             try:
                 fields.append((str(name), sink.decode(charset)))
             except (UnicodeDecodeError, LookupError):

@@ -176,10 +176,15 @@ class Request:
     @property
     def content_length(self) -> int:
         """The declared body length; raises BadRequest when it is not a number."""
-        raw = self.environ.get("CONTENT_LENGTH") or "0"
-        if not str(raw).isdigit():
-            raise BadRequest(f"invalid Content-Length {raw!r}")
-        return int(raw)
+        raw = str(self.environ.get("CONTENT_LENGTH") or "0")
+        if not (raw.isascii() and raw.isdigit()):
+            raise BadRequest(f"invalid Content-Length {raw[:40]!r}")
+        # Other servers pass the client's spelling: leading zeros past
+        # int()'s 4300-digit limit would raise ValueError (a 500).
+        digits = raw.lstrip("0")
+        if len(digits) > 18:
+            raise BadRequest(f"Content-Length of {len(digits)} digits")
+        return int(digits or "0")
 
     def _body_length(self, limit: int | None) -> int:
         length = self.content_length

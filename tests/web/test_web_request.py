@@ -83,12 +83,19 @@ def test_body_over_limit_is_413() -> None:
     assert r.code == 413
 
 
-@pytest.mark.parametrize("length", ["abc", "-1", "1e3", " 5"])
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", " 5", "\u00b2", "9" * 19, "1" * 5000])
 def test_bad_content_length_is_400(length: str) -> None:
     env = build_environ("/json/", method="POST", body=b"{}", headers={"Content-Type": "application/json"})
     env["CONTENT_LENGTH"] = length
     # wsgiref.validate itself refuses such an environ; a lenient server might not.
     assert call(app(), environ=env, validate=False).code == 400
+
+
+def test_content_length_with_thousands_of_leading_zeros_is_its_value() -> None:
+    # A server other than prefork may pass the client's spelling through.
+    env = build_environ("/json/", method="POST", body=b"{}", headers={"Content-Type": "application/json"})
+    env["CONTENT_LENGTH"] = "0" * 5000 + "2"
+    assert call(app(), environ=env, validate=False).code == 200
 
 
 def test_body_shorter_than_content_length_is_400() -> None:
@@ -195,6 +202,21 @@ def test_multipart_field_size_limit_is_413() -> None:
 def test_multipart_too_many_fields_is_400() -> None:
     parts = [(f"f{i}", None, b"v") for i in range(6)]
     assert post_mp(app(data_upload_max_number_fields=5), multipart(*parts)).code == 400
+
+
+def test_multipart_too_many_files_is_400() -> None:
+    parts = [(f"f{i}", f"{i}.txt", b"v") for i in range(4)]
+    assert post_mp(app(data_upload_max_number_files=3), multipart(*parts)).code == 400
+    assert post_mp(app(data_upload_max_number_files=4), multipart(*parts)).code == 200
+
+
+def test_multipart_nameless_parts_count_as_fields() -> None:
+    # They are dropped, but each one was parsed: a body of millions of tiny
+    # nameless parts must not be free.
+    part = (f"--{B}\r\nContent-Disposition: form-data\r\n\r\nv\r\n").encode()
+    body = part * 6 + f"--{B}--\r\n".encode()
+    assert post_mp(app(data_upload_max_number_fields=5), body).code == 400
+    assert post_mp(app(data_upload_max_number_fields=6), body).code == 200
 
 
 def test_multipart_truncated_by_content_length_is_400() -> None:
