@@ -495,12 +495,14 @@ class Worker:
                 elif e.errno not in (errno.ECONNABORTED, errno.EPROTO):
                     log.error("accept() failed: %s", e)
                 break
-            sock.setblocking(False)
-            if lst.tcp:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                peer = (addr[0], str(addr[1]))
-            else:
-                peer = ("", "")
+            try:
+                sock.setblocking(False)
+                if lst.tcp:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:         # reset before we got to it
+                sock.close()
+                continue
+            peer = (addr[0], str(addr[1])) if lst.tcp else ("", "")
             conn = Conn(sock, peer, lst.base, s, self.now, self.budget)
             self.conns[conn.fd] = conn
             self.fresh += 1
