@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -158,6 +158,28 @@ def running(app: str | None = None, *args: str, env: dict[str, str] | None = Non
             srv.stop()
     finally:
         shutil.rmtree(ctl_dir, ignore_errors=True)
+
+
+def workers_of(srv: ServerProcess) -> list[int]:
+    """The pids of the server's live workers (the master's children), sorted."""
+    import psutil
+    try:
+        return sorted(p.pid for p in psutil.Process(srv.proc.pid).children()
+                      if p.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0,
+               interval: float = 0.05) -> object:
+    """Poll ``predicate`` until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
 
 
 class Response:

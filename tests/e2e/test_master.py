@@ -12,25 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from server import HTTPReader, LoadLoop, ServerProcess, get, running
-
-
-def workers_of(srv: ServerProcess) -> list[int]:
-    try:
-        return sorted(p.pid for p in psutil.Process(srv.proc.pid).children()
-                      if p.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+from server import HTTPReader, LoadLoop, ServerProcess, get, running, wait_until, workers_of
 
 
 def test_forks_the_configured_number_of_workers_and_spreads_connections():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from server import ROOT, HTTPReader, ServerProcess, get, running
+from server import ROOT, HTTPReader, ServerProcess, get, running, wait_until
 
 from prefork import systemd
 from prefork.systemd import ActivationError, Systemd
@@ -130,14 +130,6 @@ def gone(pid: int) -> bool:
         return True
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def terminate(pid: int, timeout: float = 15.0) -> None:

@@ -13,28 +13,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-import psutil
-from server import HTTPReader, Response, ServerProcess
+from server import HTTPReader, Response, ServerProcess, workers_of
 
 HELLO = b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-
-
-def worker_pids(srv: ServerProcess) -> list[int]:
-    try:
-        return sorted(p.pid for p in psutil.Process(srv.proc.pid).children()
-                      if p.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def exchange(srv: ServerProcess, raw: bytes, timeout: float = 10.0) -> Response | None:
@@ -57,7 +38,7 @@ def assert_serving(srv: ServerProcess, pids: list[int]) -> None:
     """The same worker is still there and answers a normal request."""
     r = exchange(srv, HELLO)
     assert r is not None and r.status == 200 and r.body == b"Hello, World!"
-    assert worker_pids(srv) == pids, f"the worker was replaced:\n{srv.log[-3000:]}"
+    assert workers_of(srv) == pids, f"the worker was replaced:\n{srv.log[-3000:]}"
 
 
 def timed(fn: Callable[[], object], repeat: int = 3) -> float:

@@ -11,8 +11,8 @@ import socket
 import time
 
 import pytest
-from hostile_kit import HELLO, assert_serving, exchange, worker_pids
-from server import HTTPReader, running
+from hostile_kit import HELLO, assert_serving, exchange
+from server import HTTPReader, running, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,7 +23,7 @@ def test_bad_chunk_line_in_a_later_packet_is_400_not_a_dead_worker():
     # The body parser raised out of the loop when the bad bytes came in a
     # read of their own, after the head: that killed the worker.
     with running("testapp:app") as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         with srv.connect() as s:
             s.sendall(CHUNKED_HEAD + b"5\r\nhello\r\n")
             time.sleep(0.2)
@@ -38,7 +38,7 @@ def test_missing_upload_directory_is_500_for_that_request_only(tmp_path):
     uploads.mkdir()
     with running("testapp:app", "--spool-threshold", "1024", "--tmp-upload-dir", str(uploads),
                  "--threads", "2") as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         # Another client in the middle of a kept-alive exchange meanwhile.
         other = srv.connect()
         other.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -67,7 +67,7 @@ def test_spooling_failure_of_a_pipelined_request_in_a_pool_thread_is_500(tmp_pat
     uploads = tmp_path / "gone"
     with running("testapp:app", "--spool-threshold", "1024",
                  "--tmp-upload-dir", str(uploads)) as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         first = b"GET /sleep?s=0.2 HTTP/1.1\r\nHost: x\r\n\r\n"
         second = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n" + b"y" * 3000
         with srv.connect() as s:
@@ -83,7 +83,7 @@ def test_spooling_failure_of_a_pipelined_request_in_a_pool_thread_is_500(tmp_pat
 def test_many_failing_uploads_at_once_leave_other_clients_served(tmp_path):
     uploads = tmp_path / "gone"
     with running("testapp:app", "--spool-threshold", "100", "--tmp-upload-dir", str(uploads)) as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         socks = []
         for _ in range(20):
             s = srv.connect()
@@ -101,7 +101,7 @@ def test_many_failing_uploads_at_once_leave_other_clients_served(tmp_path):
 
 def test_peer_reset_in_the_middle_of_a_body_is_only_that_connection():
     with running("testapp:app") as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         for _ in range(10):
             s = srv.connect()
             s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"a" * 5000)

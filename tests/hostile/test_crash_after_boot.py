@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 import pytest
-from hostile_kit import HELLO, exchange, wait_until, worker_pids
-from server import running
+from hostile_kit import HELLO, exchange
+from server import running, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,10 +23,10 @@ pytestmark = pytest.mark.timeout(60)
 def test_requests_that_crash_workers_do_not_stop_the_server():
     with running("testapp:control", "--workers", "2", "--max-boot-failures", "2") as srv:
         for _ in range(6):
-            before = worker_pids(srv)
+            before = workers_of(srv)
             assert exchange(srv, b"GET /exit HTTP/1.1\r\nHost: x\r\n\r\n") is None
             # The master notices, respawns, and keeps its two workers.
-            wait_until(lambda b=before: len(worker_pids(srv)) == 2 and worker_pids(srv) != b,
+            wait_until(lambda b=before: len(workers_of(srv)) == 2 and workers_of(srv) != b,
                        timeout=20)
         assert srv.proc.poll() is None, srv.log
         r = exchange(srv, HELLO)
@@ -40,9 +40,9 @@ def test_crashes_after_boot_back_off_and_show_in_status():
     with running("testapp:control", "--workers", "1") as srv:
         ctl = srv.args[srv.args.index("--control-socket") + 1]
         for _ in range(4):
-            before = worker_pids(srv)
+            before = workers_of(srv)
             exchange(srv, b"GET /exit HTTP/1.1\r\nHost: x\r\n\r\n")
-            wait_until(lambda b=before: worker_pids(srv) and worker_pids(srv) != b, timeout=20)
+            wait_until(lambda b=before: workers_of(srv) and workers_of(srv) != b, timeout=20)
             wait_until(lambda: exchange(srv, HELLO) is not None, timeout=20)
         # The delay grows: 0.1, 0.2, 0.4, 0.8 s.
         assert "respawning in 0.8 s" in srv.log, srv.log

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from hostile_kit import assert_serving, worker_pids
-from server import HTTPReader, running
+from hostile_kit import assert_serving
+from server import HTTPReader, running, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,7 +70,7 @@ def test_a_client_sending_only_empty_lines_is_closed_by_the_header_timeout():
 
 def test_more_than_a_few_empty_lines_is_400():
     with running("testapp:app") as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         with srv.connect() as s:
             s.sendall(b"\r\n" * 4 + b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
             reader = HTTPReader(s)
@@ -82,7 +82,7 @@ def test_more_than_a_few_empty_lines_is_400():
 
 def test_a_body_trickled_below_the_minimum_rate_gets_408():
     with running("testapp:app", "--body-timeout", "1", "--body-min-rate", "100") as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         with srv.connect() as s:
             s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
             reader = HTTPReader(s)

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile_kit import HELLO, assert_serving, exchange, wait_until, worker_pids
-from server import HTTPReader, running
+from hostile_kit import HELLO, assert_serving, exchange
+from server import HTTPReader, running, wait_until, workers_of
 
 from prefork.http.connection import HTTPConnection
 from prefork.http.parser import Limits
@@ -39,7 +39,7 @@ def spool_files(pid: int, folder: Path) -> int:
 def test_slow_bodies_past_the_memory_limit_spool_to_disk(tmp_path):
     with running("testapp:app", "--limit-buffer-memory", str(1024 * 1024),
                  "--tmp-upload-dir", str(tmp_path)) as srv:
-        (pid,) = worker_pids(srv)
+        (pid,) = workers_of(srv)
         socks = []
         for _ in range(40):
             s = srv.connect()
@@ -64,7 +64,7 @@ def test_slow_bodies_past_the_memory_limit_spool_to_disk(tmp_path):
 
 def test_partial_heads_past_the_memory_limit_get_503():
     with running("testapp:app", "--limit-buffer-memory", "300000") as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         lines = b"".join(b"X-%d: %s\r\n" % (i, b"v" * 8000) for i in range(25))   # 200 KB
         a = srv.connect()
         a.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n" + lines)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from hostile_kit import assert_serving, exchange, parallel, worker_pids
-from server import running
+from hostile_kit import assert_serving, exchange, parallel
+from server import running, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -24,7 +24,7 @@ def post(length_field: str, body: bytes) -> bytes:
 
 def test_content_length_with_thousands_of_leading_zeros_is_read_as_its_value():
     with running("testapp:app") as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         r = exchange(srv, post("0" * 4400 + "5", b"hello"))
         assert r is not None and r.status == 200
         assert json.loads(r.body)["length"] == 5
@@ -33,7 +33,7 @@ def test_content_length_with_thousands_of_leading_zeros_is_read_as_its_value():
 
 def test_a_burst_of_huge_numbers_keeps_the_worker_and_the_server():
     with running("testapp:app", "--max-boot-failures", "2") as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         raws = [post("0" * 5000, b""), post("9" * 5000, b""), post("1" + "0" * 4400, b""),
                 post("0" * 4300 + "1" * 19, b""), post("0" * 8000 + "1", b"x")] * 2
         statuses = [r.status if r else None for r in parallel(srv, raws)]
@@ -50,7 +50,7 @@ def test_a_burst_of_huge_numbers_keeps_the_worker_and_the_server():
 ])
 def test_malformed_or_huge_chunk_sizes_are_400(size_line):
     with running("testapp:app") as srv:
-        pids = worker_pids(srv)
+        pids = workers_of(srv)
         raw = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                + size_line + b"\r\nhello\r\n0\r\n\r\n")
         r = exchange(srv, raw)
