@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench docs settings clean
+.PHONY: run test fuzz lint bench docs settings clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "venv failed: trying apt-get install python3-venv"; \
@@ -19,6 +19,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The request-path fuzzer (tests/hostile/test_fuzz_server.py) far beyond CI's
+# 1,000 inputs: about four minutes for the default 100,000.
+FUZZ_EXAMPLES ?= 100000
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/hostile/test_fuzz_server.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check prefork tests bench examples
