@@ -88,6 +88,13 @@ BACKLOG_CHECK = 0.01
 # would fight over the GIL, and the loop, which reads many at once, wins.
 NEXT_REQUEST_WAIT_MS = 1
 FAILURE_TRACEBACK_EVERY = 10.0
+# accept() failing for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM):
+# the listeners leave epoll for this long, as nginx does, instead of waking
+# the loop again at once for the same failure; logged at most once per
+# ACCEPT_ERROR_LOG_EVERY seconds.
+ACCEPT_PAUSE = 0.5
+ACCEPT_ERROR_LOG_EVERY = 10.0
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 @dataclass
@@ -266,6 +273,9 @@ class Worker:
         # work on its way, which a burst of connections is shared out by.
         self.fresh = 0
         self.accepting = False
+        self.accept_paused_until = 0.0   # listeners out of epoll until then (out of fds)
+        self._accept_errors = 0          # since the last one logged
+        self._accept_error_logged = -ACCEPT_ERROR_LOG_EVERY
         self.stopping = False
         self.fast_stop = False
         self.now = time.monotonic()
@@ -377,7 +387,11 @@ class Worker:
                     self._close_idle()
                     if (self.busy == 0 and not conns) or now >= stop_deadline:
                         break
-                if saturated and now >= next_backlog_check:
+                if self.accept_paused_until and now >= self.accept_paused_until:
+                    self.accept_paused_until = 0.0
+                    with self.lock:
+                        self._update_accepting()
+                if saturated and now >= next_backlog_check and not self.accept_paused_until:
                     next_backlog_check = now + BACKLOG_CHECK
                     self._take_waiting(backlog)
                 if now - self._last_beat >= BEAT_INTERVAL:
@@ -454,7 +468,8 @@ class Worker:
     def _update_accepting(self) -> None:
         """Listen only while a thread and a connection slot are free. Lock held."""
         want = (not self.stopping and self.busy < self.settings.threads
-                and len(self.conns) < self.settings.max_connections)
+                and len(self.conns) < self.settings.max_connections
+                and not self.accept_paused_until)
         if want == self.accepting:
             return
         self.accepting = want
@@ -490,8 +505,8 @@ class Worker:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("accept() failed: %s; will retry", e)
+                if e.errno in _OUT_OF_RESOURCES:
+                    self._pause_accepting(e)
                 elif e.errno not in (errno.ECONNABORTED, errno.EPROTO):
                     log.error("accept() failed: %s", e)
                 break
@@ -519,6 +534,20 @@ class Worker:
                 # the queue: idle workers take turns (gunicorn #3433).
                 self.accepting = False
             self._update_accepting()
+
+    def _pause_accepting(self, err: OSError) -> None:
+        """Out of file descriptors (or kernel memory): stop accepting for
+        ACCEPT_PAUSE. The waiting connections stay in the backlog, where
+        another worker can take them; the connections open here go on."""
+        self.accept_paused_until = self.now + ACCEPT_PAUSE
+        self._accept_errors += 1
+        if self.now - self._accept_error_logged >= ACCEPT_ERROR_LOG_EVERY:
+            log.error("accept() failed: %s, with %d connections open; not accepting for %.1f s "
+                      "(%d such failures since the last message). Raise the open-files limit "
+                      "(LimitNOFILE=) or lower max_connections.", err, len(self.conns),
+                      ACCEPT_PAUSE, self._accept_errors)
+            self._accept_error_logged = self.now
+            self._accept_errors = 0
 
     def _take_waiting(self, backlog: select.poll) -> None:
         """Every thread is busy and the listeners are out of epoll. A
