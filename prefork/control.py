@@ -9,6 +9,12 @@ can stop the server.
 
 Commands: status, reload, upgrade, stop (``graceful``: bool), add_workers
 and remove_workers (``n``: int).
+
+The master never waits on a client: requests are read without blocking as
+bytes arrive, in the master's own select loop, and a client that has not
+sent its whole line within ``READ_TIMEOUT`` is answered with an error and
+dropped. A client trickling bytes therefore cannot freeze supervision
+(reaping, heartbeats, the systemd watchdog).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,10 +31,14 @@ from typing import Any
 log = logging.getLogger("prefork.error")
 
 MAX_REQUEST = 4096
+READ_TIMEOUT = 2.0      # seconds a client has to send its request line
+MAX_PENDING = 32        # clients still sending, at most; more are refused
+REPLY_TIMEOUT = 1.0     # an answer larger than the socket buffer waits this long at most
 
 
 class ControlServer:
-    """The master's end. ``handle_ready()`` when its fd is readable."""
+    """The master's end: ``handle_ready(ready)`` when any of ``fds()`` is
+    readable, ``expire(now)`` on every turn of the master's loop."""
 
     def __init__(self, path: str, mode: int,
                  handler: Callable[[dict[str, Any], ControlClient], None], takeover: bool = False):
@@ -53,11 +64,38 @@ class ControlServer:
                                    f"{e.strerror}") from None
         self.sock.setblocking(False)
         self.inode = os.stat(self.path).st_ino
+        self.pending: dict[int, ControlClient] = {}
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def handle_ready(self) -> None:
+    def fds(self) -> list[int]:
+        """What to wait on: the socket and every client still sending."""
+        return [self.sock.fileno(), *self.pending]
+
+    def handle_ready(self, ready: set[int] | list[int] | None = None) -> None:
+        """Accept new clients and read from those in ``ready``; run each
+        request whose line is complete. Never blocks."""
+        listen_fd = self.sock.fileno()
+        if ready is None or listen_fd in ready:
+            self._accept()
+        for fd in [fd for fd in self.pending if ready is None or fd in ready]:
+            client = self.pending[fd]
+            request = client.read_some()
+            if request is not None or client.done:
+                del self.pending[fd]
+            if request is not None:
+                self._run(request, client)
+
+    def expire(self, now: float) -> None:
+        """Drop clients that did not send their request in time."""
+        for fd, client in list(self.pending.items()):
+            if now >= client.deadline:
+                del self.pending[fd]
+                client.reply({"ok": False, "error": f"bad request: no complete request line "
+                                                    f"within {READ_TIMEOUT:g} s"})
+
+    def _accept(self) -> None:
         while True:
             try:
                 conn, _ = self.sock.accept()
@@ -67,16 +105,26 @@ class ControlServer:
                 log.warning("control socket accept failed: %s", e)
                 return
             client = ControlClient(conn)
-            request = client.read_request()
-            if request is None:
+            if len(self.pending) >= MAX_PENDING:
+                client.reply({"ok": False, "error": "too many control clients at once"})
                 continue
-            try:
-                self.handler(request, client)
-            except Exception as e:
-                log.exception("control command %r failed", request.get("cmd"))
-                client.reply({"ok": False, "error": f"internal error: {e}"})
+            request = client.read_some()
+            if request is not None:
+                self._run(request, client)
+            elif not client.done:
+                self.pending[client.conn.fileno()] = client
+
+    def _run(self, request: dict[str, Any], client: ControlClient) -> None:
+        try:
+            self.handler(request, client)
+        except Exception as e:
+            log.exception("control command %r failed", request.get("cmd"))
+            client.reply({"ok": False, "error": f"internal error: {e}"})
 
     def close(self) -> None:
+        for client in self.pending.values():
+            client.reply({"ok": False, "error": "the master stopped"})
+        self.pending.clear()
         self.sock.close()
         try:
             # Only remove our own socket file, not one a newer master made.
@@ -87,31 +135,45 @@ class ControlServer:
 
 
 class ControlClient:
-    """One connected client, possibly waiting for a deferred answer."""
+    """One connected client: its request as it arrives, then one answer
+    (perhaps deferred: a reload answers when its canary is decided)."""
 
     def __init__(self, conn: socket.socket):
         self.conn = conn
-        self.conn.settimeout(1.0)
+        self.conn.setblocking(False)
+        self.deadline = time.monotonic() + READ_TIMEOUT
+        self.done = False           # answered (a bad request) or gone
+        self._data = bytearray()
 
-    def read_request(self) -> dict[str, Any] | None:
-        data = b""
+    def read_some(self) -> dict[str, Any] | None:
+        """Read what has arrived; the request once its line is complete.
+        A bad or over-long request is answered here (``done`` is then set)."""
         try:
-            while b"\n" not in data and len(data) < MAX_REQUEST:
+            while b"\n" not in self._data:
                 chunk = self.conn.recv(MAX_REQUEST)
                 if not chunk:
                     break
-                data += chunk
-            request = json.loads(data.split(b"\n", 1)[0])
-            if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-                raise ValueError("expected a JSON object with a 'cmd'")
-            return request
+                self._data += chunk
+                if len(self._data) > MAX_REQUEST:
+                    raise ValueError(f"request longer than {MAX_REQUEST} bytes")
+        except (BlockingIOError, InterruptedError):
+            return None
         except (OSError, ValueError) as e:
             self.reply({"ok": False, "error": f"bad request: {e}"})
             return None
+        try:
+            request = json.loads(bytes(self._data).split(b"\n", 1)[0])
+            if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+                raise ValueError("expected a JSON object with a 'cmd'")
+        except ValueError as e:
+            self.reply({"ok": False, "error": f"bad request: {e}"})
+            return None
+        return request
 
     def reply(self, answer: dict[str, Any]) -> None:
+        self.done = True
         try:
-            self.conn.settimeout(2.0)
+            self.conn.settimeout(REPLY_TIMEOUT)
             self.conn.sendall(json.dumps(answer).encode() + b"\n")
         except OSError:
             pass
@@ -120,6 +182,9 @@ class ControlClient:
 
 
 def _remove_if_stale(path: str) -> None:
+    """Remove a socket file no master answers on; refuse anything else."""
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise OSError(17, "it exists and is not a socket (not removed)")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)

@@ -257,7 +257,7 @@ class Master:
     def _sleep(self) -> None:
         fds = [self._wake_r] + ([self.upgrade.pipe] if self.upgrade.pipe is not None else [])
         if self.control is not None:
-            fds.append(self.control.fileno())
+            fds += self.control.fds()
         try:
             ready, _, _ = select.select(fds, [], [], LOOP_INTERVAL)
         except InterruptedError:
@@ -270,8 +270,10 @@ class Master:
                 pass
         if self.upgrade.pipe is not None and self.upgrade.pipe in ready:
             self.upgrade.poll()
-        if self.control is not None and self.control.fileno() in ready:
-            self.control.handle_ready()
+        if self.control is not None:
+            if ready:
+                self.control.handle_ready(ready)
+            self.control.expire(time.monotonic())
 
     def _cleanup(self) -> None:
         self.hooks.call("on_exit", self.view())
