@@ -422,6 +422,15 @@ class Master:
         for fd in (self.upgrade.pipe, self.daemon_pipe):
             if fd is not None:
                 os.close(fd)
+        # The master's own sockets came along with the fork. A worker holding
+        # the control socket would keep answering connects after the master
+        # is gone, and one holding a client would keep it from seeing EOF.
+        if self.control is not None:
+            for client in self.control.pending.values():
+                client.conn.close()
+            self.control.sock.close()
+        for client in self.reload_waiters + self.upgrade.waiters:
+            client.conn.close()
         random.seed()
         try:
             drop_privileges(cfg.user, cfg.group)

@@ -86,7 +86,9 @@ def bind(address: str, backlog: int = 2048, reuse_port: bool = False,
     except OSError as e:
         sock.close()
         raise OSError(e.errno, f"cannot listen on {address}: {e.strerror}") from None
-    sock.set_inheritable(True)
+    # Close-on-exec: workers get it by fork, a USR2 successor by an explicit
+    # hand-over (upgrade.py); a program the app runs must not keep the port.
+    sock.set_inheritable(False)
     return sock
 
 
@@ -114,7 +116,7 @@ def adopt(fd: int, what: str) -> socket.socket:
                                                                socket.SO_ACCEPTCONN):
         sock.detach()
         raise OSError(22, f"cannot use {what}: descriptor {fd} is not a listening stream socket")
-    sock.set_inheritable(True)
+    sock.set_inheritable(False)     # see bind()
     return sock
 
 

@@ -85,6 +85,13 @@ def app(environ, start_response):
     if path == "/long":
         start_response("200 OK", [("Content-Length", "5")])
         return [b"0123456789"]
+    if path == "/spawn":
+        # A subprocess that outlives the request (and the server), as
+        # os.system("... &") would: what descriptors does it inherit?
+        import subprocess
+        child = subprocess.Popen(["sleep", "30"], close_fds=False, start_new_session=True)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(child.pid).encode()]
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]

@@ -76,3 +76,24 @@ def test_a_control_socket_path_naming_a_regular_file_is_refused_and_kept(tmp_pat
         assert path.read_text() == "precious"
     finally:
         srv.stop()
+
+
+def test_a_program_the_app_starts_inherits_no_listener_and_the_port_is_free_after_stop():
+    with running("testapp:app", "--workers", "1") as srv:
+        host, port = srv.host, srv.port
+        child = int(get(srv, "/spawn").body)      # sleep 30, started with close_fds=False
+        try:
+            fds = {fd: os.readlink(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")}
+            assert not [link for link in fds.values() if link.startswith("socket:")], fds
+        except BaseException:
+            os.kill(child, signal.SIGKILL)
+            raise
+    try:
+        # Before, the sleep kept the listening socket: the next start failed
+        # with "Address already in use".
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen()
+    finally:
+        os.kill(child, signal.SIGKILL)
