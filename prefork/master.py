@@ -65,6 +65,7 @@ KILL_GRACE = 2.0            # after ABRT or a missed graceful deadline, then KIL
 # only workers that never became ready count towards max_boot_failures.
 CRASH_MAX_DELAY = 10.0
 CRASH_QUIET = 30.0
+FORK_RETRY = 1.0            # after fork() failed (EAGAIN, ENOMEM)
 MEMORY_CHECK_INTERVAL = 1.0
 
 SIGNAL_NAMES = {getattr(signal, n): n for n in dir(signal)
@@ -381,7 +382,16 @@ class Master:
             return None
         view = WorkerView(0, number, generation)
         self.hooks.call("pre_fork", self.view(), view)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:
+            # EAGAIN (the process or pids-cgroup limit), ENOMEM: the workers
+            # already running go on serving; try again a little later.
+            self.board.free(slot)
+            self.spawn_after = max(self.spawn_after, time.monotonic() + FORK_RETRY)
+            log.error("cannot fork a worker: %s; the %d running go on, next try in %.0f s",
+                      e, len(self.workers), FORK_RETRY)
+            return None
         if pid == 0:
             code = 1
             try:

@@ -83,7 +83,14 @@ class Upgrade:
         fds = [s.fileno() for s in listeners]
         env = dict(os.environ, **extra_env, PREFORK_FDS=",".join(map(str, fds)),
                    PREFORK_UPGRADE_FD=str(w))
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:
+            os.close(r)
+            os.close(w)
+            log.error("Upgrade failed: cannot fork the new master: %s; this one goes on", e)
+            self._answer({"ok": False, "error": f"cannot fork the new master: {e}"})
+            return
         if pid == 0:
             try:
                 os.close(r)
