@@ -58,10 +58,12 @@ class Reopenable(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(open(path, "a", buffering=1, encoding="utf-8"))  # noqa: SIM115
 
     def reopen(self) -> None:
+        """Open the path again; if that fails (its directory moved, no
+        permission), raise OSError and keep writing to the file already open."""
         self.acquire()
         try:
-            old = self.stream
-            self.stream = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            new = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            old, self.stream = self.stream, new
             old.close()
         finally:
             self.release()
@@ -109,9 +111,17 @@ def setup_error_log(level: str = "info", errorlog: str = "-", syslog_addr: str =
 
 
 def reopen_error_log() -> None:
-    for h in logging.getLogger("prefork").handlers:
+    """Reopen the error log file(s). Never raises (it runs in signal handlers):
+    a file that cannot be opened again is said in the log, which goes on to
+    the file already open."""
+    logger = logging.getLogger("prefork")
+    for h in logger.handlers:
         if isinstance(h, Reopenable):
-            h.reopen()
+            try:
+                h.reopen()
+            except OSError as e:
+                logger.error("cannot reopen the error log %s: %s; still writing to the file "
+                             "open before", h.path, e)
 
 
 # The environ keys json_line reads.
@@ -170,7 +180,12 @@ class AccessLog:
     def _writer(self) -> None:
         wait = FLUSH_INTERVAL
         while not self._stop.wait(wait):
-            wait = FLUSH_INTERVAL if self._flush() else IDLE_FLUSH_INTERVAL
+            try:
+                wait = FLUSH_INTERVAL if self._flush() else IDLE_FLUSH_INTERVAL
+            except Exception:
+                # The writer must outlive any one failure: if it stopped,
+                # lines would pile up in memory for good.
+                logging.getLogger("prefork.error").exception("the access log writer failed")
         self._flush()
 
     def _flush(self) -> bool:
@@ -196,8 +211,15 @@ class AccessLog:
         if self._reopen:
             self._reopen = False
             if self.stream is not sys.stdout:
-                old, self.stream = self.stream, self._open()
-                old.close()
+                try:
+                    new = self._open()
+                except OSError as e:
+                    logging.getLogger("prefork.error").error(
+                        "cannot reopen the access log %s: %s; still writing to the file open "
+                        "before", self.target, e)
+                else:
+                    old, self.stream = self.stream, new
+                    old.close()
         return wrote
 
     @staticmethod

@@ -103,3 +103,36 @@ def test_error_log_to_syslog_over_udp():
     line = next(m for m in seen if b"Listening at" in m)
     # <PRI> = facility local3 (19) * 8 + severity info (6) = 158
     assert line.startswith(b"<158>prefork: ")
+
+
+def test_usr1_with_the_log_directory_gone_keeps_master_workers_and_lines(tmp_path):
+    # logrotate misconfigured, or the directory moved: before, the master's
+    # reopen raised FileNotFoundError out of its signal handling and it died;
+    # a failed access-log reopen killed the writer thread for good.
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    error, access = logdir / "error.log", logdir / "access.log"
+    moved = tmp_path / "logs.old"
+    with running("testapp:app", "--workers", "2", "--errorlog", str(error),
+                 "--accesslog", str(access), log_files=[error, moved / "error.log"]) as s:
+        logdir.rename(moved)
+        s.signal(signal.SIGUSR1)
+        s.wait_for_log(r"cannot reopen the error log", timeout=10)
+        time.sleep(0.5)
+        for _ in range(20):
+            assert get(s, "/hello").status == 200
+        assert s.proc.poll() is None
+        # The lines went on to the files open before (now in the moved directory).
+        old_access = moved / "access.log"
+        deadline = time.monotonic() + 10
+        while old_access.read_text().count("GET /hello HTTP") < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert old_access.read_text().count("GET /hello HTTP") == 20
+        assert "cannot reopen the access log" in (moved / "error.log").read_text()
+        # The directory back, the next USR1 opens new files again.
+        logdir.mkdir()
+        s.signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        assert get(s, "/hello?after").status == 200
+        wait_for_text(access, r"GET /hello\?after")
+        wait_for_text(error, r"Handling signal: USR1")
