@@ -92,6 +92,7 @@ class WorkerProcess:
         self.max_lifetime = 0.0
         self.why_replace = ""
         self.message = ""             # what the worker said about its failure
+        self.overdue_request = 0.0    # start of the request past request_timeout already reported
 
     def view(self, exit_code: int | None = None) -> WorkerView:
         return WorkerView(self.pid, self.number, self.generation, exit_code)
@@ -516,8 +517,10 @@ class Master:
             w.message = slot.message
             if w.ready_since is None and slot.state in (READY, STOPPING):
                 # It was serving before the master's next look at the board:
-                # a death now is a crash after boot, not a boot failure.
+                # a death now is a crash after boot, not a boot failure (and
+                # the app did boot: the boot-failure streak is over).
                 w.ready_since = time.monotonic()
+                self.boot_failures = 0
             self.board.free(w.slot)
             code = os.waitstatus_to_exitcode(status)
             self.hooks.call("child_exit", self.view(), w.view(code))
@@ -632,10 +635,15 @@ class Master:
             if w.replaced_by is not None:
                 continue
             if cfg.request_timeout and slot.oldest_start and now - slot.oldest_start > cfg.request_timeout:
-                log.error("Worker %d (pid %d): request %r has run for %.1f s (request_timeout=%g); "
-                          "its stacks follow, and the worker will be replaced", w.number, w.pid,
-                          slot.oldest_request, now - slot.oldest_start, cfg.request_timeout)
-                self._kill(w.pid, signal.SIGUSR2)
+                if w.overdue_request != slot.oldest_start:
+                    # Once per request: the replacement may have to wait
+                    # (crash back-off, fork failing), the stacks need not.
+                    w.overdue_request = slot.oldest_start
+                    log.error("Worker %d (pid %d): request %r has run for %.1f s "
+                              "(request_timeout=%g); its stacks follow, and the worker will be "
+                              "replaced", w.number, w.pid, slot.oldest_request,
+                              now - slot.oldest_start, cfg.request_timeout)
+                    self._kill(w.pid, signal.SIGUSR2)
                 self._replace(w, "request timeout", urgent=True)
                 continue
             if w.generation < self.generation and self.reload_generation is None:

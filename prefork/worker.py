@@ -465,12 +465,15 @@ class Worker:
 
     # -- the loop's side: accept, read, dispatch ---------------------------
 
-    def _update_accepting(self) -> None:
-        """Listen only while a thread and a connection slot are free. Lock held."""
+    def _update_accepting(self, rejoin: bool = False) -> None:
+        """Listen only while a thread and a connection slot are free (and
+        accepting is not paused). With ``rejoin``, a listener already in
+        epoll is registered again, which moves this worker to the back of
+        the listener's wait queue (see _accept). Lock held."""
         want = (not self.stopping and self.busy < self.settings.threads
                 and len(self.conns) < self.settings.max_connections
                 and not self.accept_paused_until)
-        if want == self.accepting:
+        if want == self.accepting and not (want and rejoin):
             return
         self.accepting = want
         for lst in self.listeners:
@@ -527,13 +530,11 @@ class Worker:
             except Exception as e:
                 self._failed(conn, e)
         with self.lock:
-            if s.multiprocess and self.accepting:
-                # EPOLLEXCLUSIVE wakes the first idle waiter on the listener's
-                # queue, so one worker would take every connection while it
-                # keeps up. Re-registering moves this worker to the back of
-                # the queue: idle workers take turns (gunicorn #3433).
-                self.accepting = False
-            self._update_accepting()
+            # EPOLLEXCLUSIVE wakes the first idle waiter on the listener's
+            # queue, so one worker would take every connection while it
+            # keeps up. Re-registering moves this worker to the back of the
+            # queue: idle workers take turns (gunicorn #3433).
+            self._update_accepting(rejoin=s.multiprocess)
 
     def _pause_accepting(self, err: OSError) -> None:
         """Out of file descriptors (or kernel memory): stop accepting for

@@ -44,13 +44,17 @@ def pids_cgroup():
                 time.sleep(0.1)
 
 
-def test_fork_failing_keeps_the_master_and_its_workers(pids_cgroup, tmp_path):
+def start_in(group: Path, tmp_path: Path, *args: str) -> ServerProcess:
     wrapper = ("import os, sys; "
-               f"open({str(pids_cgroup / 'cgroup.procs')!r}, 'w').write(str(os.getpid())); "
+               f"open({str(group / 'cgroup.procs')!r}, 'w').write(str(os.getpid())); "
                "os.execv(sys.executable, [sys.executable, '-m', 'prefork'] + sys.argv[1:])")
-    srv = ServerProcess([], command=[sys.executable, "-c", wrapper, "start", "testapp:app",
-                                     "--bind", "127.0.0.1:0", "--workers", "1", "--threads", "2",
-                                     "--control-socket", str(tmp_path / "ctl")])
+    return ServerProcess([], command=[sys.executable, "-c", wrapper, "start", "testapp:app",
+                                      "--bind", "127.0.0.1:0", "--workers", "1", "--threads", "2",
+                                      "--control-socket", str(tmp_path / "ctl"), *args])
+
+
+def test_fork_failing_keeps_the_master_and_its_workers(pids_cgroup, tmp_path):
+    srv = start_in(pids_cgroup, tmp_path)
     try:
         (first,) = workers_of(srv)
         current = int((pids_cgroup / "pids.current").read_text())
@@ -63,6 +67,25 @@ def test_fork_failing_keeps_the_master_and_its_workers(pids_cgroup, tmp_path):
         assert get(srv, "/hello").status == 200
         (pids_cgroup / "pids.max").write_text("max")
         wait_until(lambda: len(workers_of(srv)) == 2, timeout=10)
+        assert get(srv, "/hello").status == 200
+    finally:
+        srv.stop()
+
+
+def test_a_request_timeout_whose_replacement_cannot_start_is_reported_once(pids_cgroup, tmp_path):
+    srv = start_in(pids_cgroup, tmp_path, "--request-timeout", "1", "--graceful-timeout", "2")
+    try:
+        (first,) = workers_of(srv)
+        (pids_cgroup / "pids.max").write_text((pids_cgroup / "pids.current").read_text())
+        with srv.connect() as c:
+            c.sendall(b"GET /sleep?s=4 HTTP/1.1\r\nHost: x\r\n\r\n")
+            srv.wait_for_log(r"cannot fork a worker", timeout=10)
+            time.sleep(1.5)
+            # Before, the stacks were dumped and the line logged every 0.25 s
+            # for as long as the replacement could not start.
+            assert srv.log.count("has run for") == 1, srv.log[-3000:]
+            (pids_cgroup / "pids.max").write_text("max")
+            wait_until(lambda: (w := workers_of(srv)) and first not in w, timeout=15)
         assert get(srv, "/hello").status == 200
     finally:
         srv.stop()
