@@ -110,6 +110,32 @@ def setup_error_log(level: str = "info", errorlog: str = "-", syslog_addr: str =
     logger.setLevel(level.upper())
 
 
+def error_log_file() -> TextIO:
+    """The file the error log writes to now (stderr unless it is a file):
+    where faulthandler must write stack dumps, which come from C."""
+    for h in logging.getLogger("prefork").handlers:
+        if isinstance(h, Reopenable):
+            return h.stream  # type: ignore[no-any-return]
+    return sys.stderr
+
+
+def dump_stacks_to_error_log(signum: int) -> None:
+    """Point faulthandler at the error log: all threads' stacks on ``signum``
+    (the master's request for them) and on a fatal signal (an ABRT while
+    the app is still importing, a segfault). Called again after every reopen:
+    faulthandler keeps the descriptor it was given, which the reopen closes."""
+    import faulthandler
+    import signal
+    stream = error_log_file()
+    faulthandler.register(signum, file=stream, all_threads=True, chain=False)
+    # enable() takes over SIGABRT too; a worker that has its own handler for
+    # it (the worker_abort hook) keeps that one.
+    abrt = signal.getsignal(signal.SIGABRT)
+    faulthandler.enable(file=stream, all_threads=True)
+    if callable(abrt):
+        signal.signal(signal.SIGABRT, abrt)
+
+
 def reopen_error_log() -> None:
     """Reopen the error log file(s). Never raises (it runs in signal handlers):
     a file that cannot be opened again is said in the log, which goes on to

@@ -26,7 +26,6 @@ report :func:`prefork.status.server_status`'s; the master drives them.
 
 from __future__ import annotations
 
-import faulthandler
 import gc
 import logging
 import os
@@ -46,7 +45,7 @@ from .config import Config
 from .control import ControlClient, ControlServer
 from .daemon import Pidfile, PidfileError, daemonize, drop_privileges, report
 from .hooks import Hooks, ServerView, WorkerView
-from .log import reopen_error_log
+from .log import dump_stacks_to_error_log, reopen_error_log
 from .scoreboard import BOOTING, READY, STOPPING, Scoreboard, Slot
 from .status import memory_rss, server_status
 from .systemd import Systemd
@@ -68,8 +67,7 @@ CRASH_QUIET = 30.0
 FORK_RETRY = 1.0            # after fork() failed (EAGAIN, ENOMEM)
 MEMORY_CHECK_INTERVAL = 1.0
 
-SIGNAL_NAMES = {getattr(signal, n): n for n in dir(signal)
-                if n.startswith("SIG") and not n.startswith("SIG_")}
+SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}   # SIGABRT, not its alias SIGIOT
 
 
 class WorkerProcess:
@@ -451,8 +449,10 @@ class Master:
             return WORKER_BOOT_ERROR
         # The master asks for stacks with USR2 (request_timeout) and ABRT
         # (heartbeat timeout). faulthandler writes them from C, so they come
-        # out even when the loop is stuck holding the GIL.
-        faulthandler.register(signal.SIGUSR2, all_threads=True, chain=False)
+        # out even when the loop is stuck holding the GIL; to the error log,
+        # not fd 2 (which is /dev/null under --daemon). An ABRT before the
+        # worker's own handler is in (a hung import) dumps them too.
+        dump_stacks_to_error_log(signal.SIGUSR2)
         _set_title(f"prefork: worker {number} [{self.app_spec or 'demo'}]")
         me = WorkerView(os.getpid(), number, generation)
         self.hooks.call("post_fork", self.view(), me)
@@ -471,6 +471,7 @@ class Master:
                 return WORKER_BOOT_ERROR
         worker = Worker(app, self.listeners, worker_settings(cfg),
                         slot=Slot(self.board, slot_index), parent_pid=self.pid)
+        worker.dump_signal = signal.SIGUSR2
         worker.install_signals()
         hooks = self.hooks
 

@@ -61,7 +61,7 @@ from .http.connection import HTTPConnection, Request
 from .http.errors import ClientGone, HTTPError, InternalError
 from .http.parser import Limits
 from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
-from .log import DEFAULT_ACCESS_FORMAT, AccessLog, reopen_error_log
+from .log import DEFAULT_ACCESS_FORMAT, AccessLog, dump_stacks_to_error_log, reopen_error_log
 from .scoreboard import READY, STOPPING, Slot
 from .threads import start_thread
 
@@ -293,6 +293,9 @@ class Worker:
         self.post_request: Callable[..., Any] | None = None
         self.hook_view: Any = None
         self.access_log: AccessLog | None = None
+        # The signal the master asks for stacks with (faulthandler, set up by
+        # the master's fork); None when the worker is embedded on its own.
+        self.dump_signal: int | None = None
         self._last_beat = 0.0
         self._last_failure_traceback = -FAILURE_TRACEBACK_EVERY
 
@@ -320,6 +323,8 @@ class Worker:
     def reopen_logs(self) -> None:
         """USR1: logrotate moved the files; open them again."""
         reopen_error_log()
+        if self.dump_signal is not None:
+            dump_stacks_to_error_log(self.dump_signal)   # it held the old file's fd
         if self.access_log is not None:
             self.access_log.reopen()
 

@@ -475,3 +475,36 @@ def test_live_server_from_python():
             assert r.read() == b"embedded"
     with pytest.raises(OSError):
         urllib.request.urlopen(url + "/", timeout=2)
+
+
+def test_stacks_of_a_hung_worker_reach_the_error_log_file(tmp_path):
+    # faulthandler wrote to fd 2: /dev/null under --daemon, not the --errorlog
+    # file. A worker hung while importing had no stacks at all, and its
+    # death was named SIGIOT.
+    errorlog = tmp_path / "error.log"
+    with running("stallapp:app", "--timeout", "2", "--errorlog", str(errorlog),
+                 log_files=[errorlog]) as s:
+        get(s, "/stall-loop")
+        wait_until(lambda: "stallapp.py" in errorlog.read_text(), timeout=15)
+        wait_until(lambda: "Worker 2" in errorlog.read_text() and " ready" in
+                   errorlog.read_text().split("Worker 2", 1)[1], timeout=15)
+        # Rotated: after USR1 the dumps follow the new file (faulthandler had
+        # kept the old descriptor, closed by the reopen).
+        errorlog.rename(tmp_path / "error.log.1")
+        s.signal(signal.SIGUSR1)
+        wait_until(lambda: errorlog.exists() and "Handling signal: USR1" in errorlog.read_text())
+        time.sleep(0.3)                      # the workers reopen on the USR1 passed on
+        get(s, "/stall-loop")
+        wait_until(lambda: "stallapp.py" in errorlog.read_text(), timeout=15)
+    boot_log = tmp_path / "boot.log"
+    srv = ServerProcess(["start", "slowboot:app", "--bind", "127.0.0.1:0", "--workers", "1",
+                         "--timeout", "1", "--max-boot-failures", "1", "--errorlog", str(boot_log),
+                         "--control-socket", str(tmp_path / "ctl")],
+                        wait_ready=False, wait_listening=False)
+    try:
+        srv.proc.wait(30)
+        text = boot_log.read_text()
+        assert 'File "' in text and "slowboot.py" in text, text
+        assert "SIGABRT" in text and "SIGIOT" not in text, text
+    finally:
+        srv.stop()
