@@ -140,6 +140,7 @@ class Master:
         self._wake_r, self._wake_w = os.pipe()
         self.on_ready: list[Callable[[], None]] = []
         self.pending_cfg = cfg
+        self.pending_hooks = self.hooks     # the hooks of pending_cfg (a reload's)
         self.addresses: tuple[str, ...] = ()
         self.control: ControlServer | None = None
         self.reload_waiters: list[ControlClient] = []
@@ -300,8 +301,18 @@ class Master:
 
     # -- signals -----------------------------------------------------------
 
+    # What a stopping server still obeys: another stop (INT after TERM makes
+    # it fast), USR1 (logs), CHLD. A reload, an upgrade or a change in the
+    # worker count would start processes the stop then has to kill, or
+    # leave a new master serving after the "stop".
+    REFUSED_WHILE_STOPPING = frozenset((signal.SIGHUP, signal.SIGUSR2, signal.SIGTTIN,
+                                        signal.SIGTTOU, signal.SIGWINCH))
+
     def _handle_signal(self, sig: int) -> None:
         name = SIGNAL_NAMES.get(sig, str(sig))
+        if self.stopping and sig in self.REFUSED_WHILE_STOPPING:
+            log.warning("Ignoring %s: the server is stopping", name)
+            return
         if sig == signal.SIGTERM:
             self.stop(graceful=True)
         elif sig in (signal.SIGINT, signal.SIGQUIT):
@@ -328,10 +339,21 @@ class Master:
         else:
             log.debug("ignoring signal %s", name)
 
-    def _set_wanted(self, n: int) -> None:
+    def _set_wanted(self, n: int) -> int:
+        """Change the worker count; returns the count set. At most half the
+        scoreboard: each worker may need a second slot for its replacement."""
+        assert self.board is not None
+        limit = self.board.capacity // 2
+        if n > limit:
+            log.warning("Cannot run %d workers: at most %d with this start-up's scoreboard "
+                        "(restart with a larger 'workers' for more)", n, limit)
+            n = limit
+        if n == self.wanted:
+            return n
         old, self.wanted = self.wanted, n
         log.info("Number of workers: %d -> %d", old, n)
         self.hooks.call("nworkers_changed", self.view(), n, old)
+        return n
 
     def stop(self, graceful: bool = True) -> None:
         if self.stopping == "fast" or (self.stopping and graceful):
@@ -455,7 +477,9 @@ class Master:
         dump_stacks_to_error_log(signal.SIGUSR2)
         _set_title(f"prefork: worker {number} [{self.app_spec or 'demo'}]")
         me = WorkerView(os.getpid(), number, generation)
-        self.hooks.call("post_fork", self.view(), me)
+        # A reload's canary runs the new configuration's hooks already.
+        hooks = self.hooks if cfg is self.cfg else self.pending_hooks
+        hooks.call("post_fork", self.view(), me)
         app = self.app
         assert self.board is not None
         if app is None:
@@ -473,7 +497,6 @@ class Master:
                         slot=Slot(self.board, slot_index), parent_pid=self.pid)
         worker.dump_signal = signal.SIGUSR2
         worker.install_signals()
-        hooks = self.hooks
 
         def on_abort(*_: Any) -> None:
             # The stacks were already written on the USR2 sent just before.
@@ -750,7 +773,12 @@ class Master:
                 log.error("reload failed: the new configuration is invalid: %s; "
                           "keeping the current workers", e)
                 return
-        self.pending_cfg = new_cfg
+        try:
+            new_hooks = self.hooks if new_cfg is self.cfg else Hooks(new_cfg)
+        except ValueError as e:
+            log.error("reload failed: %s; keeping the current workers", e)
+            return
+        self.pending_cfg, self.pending_hooks = new_cfg, new_hooks
         gen = self.generation + 1
         canary = self.spawn(gen, new_cfg)
         if canary is None:
@@ -765,8 +793,7 @@ class Master:
         new_cfg = self.pending_cfg
         if new_cfg.workers != self.cfg.workers:
             self._set_wanted(new_cfg.workers)
-        self.cfg = new_cfg
-        self.hooks = Hooks(new_cfg) if new_cfg is not self.cfg else self.hooks
+        self.cfg, self.hooks = new_cfg, self.pending_hooks   # the new hooks from now on
         self.generation = self.reload_generation or self.generation
         self.reload_generation = None
         self.canary = None
@@ -826,6 +853,9 @@ class Master:
 
     def _control_command(self, req: dict[str, Any], client: ControlClient) -> None:
         cmd = req["cmd"]
+        if self.stopping and cmd in ("reload", "upgrade", "add_workers", "remove_workers"):
+            client.reply({"ok": False, "error": f"the server is stopping; {cmd} refused"})
+            return
         if cmd == "status":
             assert self.board is not None
             health = {"boot_failures": self.boot_failures, "crashes": self.crashes,
@@ -857,8 +887,7 @@ class Master:
                 client.reply({"ok": False, "error": "n must be a positive integer"})
                 return
             target = self.wanted + n if cmd == "add_workers" else max(1, self.wanted - n)
-            self._set_wanted(target)
-            client.reply({"ok": True, "workers": target})
+            client.reply({"ok": True, "workers": self._set_wanted(target)})
         else:
             client.reply({"ok": False, "error": f"unknown command {cmd!r}"})
 

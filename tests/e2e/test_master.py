@@ -14,6 +14,8 @@ import psutil
 import pytest
 from server import HTTPReader, LoadLoop, ServerProcess, get, running, wait_until, workers_of
 
+from prefork import control
+
 
 def test_forks_the_configured_number_of_workers_and_spreads_connections():
     with running("testapp:app", "--workers", "3") as s:
@@ -508,3 +510,64 @@ def test_stacks_of_a_hung_worker_reach_the_error_log_file(tmp_path):
         assert "SIGABRT" in text and "SIGIOT" not in text, text
     finally:
         srv.stop()
+
+
+def test_a_stopping_server_refuses_reload_upgrade_and_more_workers(tmp_path):
+    # TERM then HUP booted a canary that the stop then killed; TERM then USR2
+    # left a new master serving after the "stop".
+    with running("testapp:app", "--workers", "1", "--graceful-timeout", "10") as s:
+        ctl = s.args[s.args.index("--control-socket") + 1]
+        c = s.connect()
+        c.sendall(b"GET /sleep?s=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        s.signal(signal.SIGTERM)
+        s.wait_for_log(r"graceful stop")
+        for sig in (signal.SIGHUP, signal.SIGUSR2, signal.SIGTTIN):
+            s.signal(sig)
+            time.sleep(0.2)
+        for cmd in ("reload", "upgrade", "add_workers"):
+            try:
+                answer = control.request(ctl, {"cmd": cmd}, 5)
+            except ConnectionError:
+                continue        # the master may be gone already
+            assert answer["ok"] is False and "stopping" in answer["error"], answer
+        assert HTTPReader(c).read_response().body == b"slept"
+        c.close()
+        assert s.proc.wait(15) == 0
+        log = s.log
+        assert "Ignoring SIGHUP: the server is stopping" in log
+        assert "Ignoring SIGUSR2" in log and "Ignoring SIGTTIN" in log
+        assert "booting a canary" not in log and "Upgrade: started" not in log
+        assert log.count("Booting worker") == 1
+
+
+def test_add_workers_is_capped_by_the_scoreboard():
+    with running("testapp:app", "--workers", "1", "--threads", "1") as s:
+        ctl = s.args[s.args.index("--control-socket") + 1]
+        answer = control.request(ctl, {"cmd": "add_workers", "n": 1000}, 10)
+        assert answer == {"ok": True, "workers": 32}      # a 64-slot scoreboard, halved
+        s.wait_for_log(r"Cannot run 1001 workers: at most 32")
+        wait_until(lambda: len(workers_of(s)) == 32, timeout=40)
+        control.request(ctl, {"cmd": "remove_workers", "n": 31}, 10)
+        wait_until(lambda: len(workers_of(s)) == 1, timeout=30)
+        assert "scoreboard is full" not in s.log
+
+
+def test_hup_loads_the_new_configurations_hooks(tmp_path):
+    record = tmp_path / "record"
+    conf = tmp_path / "prefork.toml"
+    conf.write_text("workers = 1\n")
+    with running("testapp:app", "-c", str(conf), one_worker=False,
+                 env={"HOOK_RECORD": str(record)}) as s:
+        assert get(s, "/hello").status == 200
+        assert not record.exists()
+        conf.write_text('workers = 1\npost_request = "hookrec:post_request"\n')
+        s.signal(signal.SIGHUP)
+        s.wait_for_log(r"reload: the canary booted")
+        wait_until(lambda: (get(s, "/hello").status == 200 and record.exists()
+                            and "post_request GET /hello" in record.read_text()), timeout=15)
+        # A hook that cannot be loaded fails the reload, not the master.
+        conf.write_text('workers = 1\npost_request = "nosuchmodule:hook"\n')
+        s.signal(signal.SIGHUP)
+        s.wait_for_log(r"reload failed: hook post_request='nosuchmodule:hook' cannot be loaded")
+        assert get(s, "/hello").status == 200
