@@ -279,7 +279,8 @@ SETTINGS: list[Setting] = [
             "max_worker_memory, so recycling never takes a large share of capacity."),
     Setting("max_boot_failures", "Worker processes", Int(1, 1000), 5,
             "Workers that fail to boot this many times in a row make the master stop with "
-            "status 3 (it retries with growing delays until then)."),
+            "status 3 (it retries with growing delays until then), unless workers are "
+            "serving: then it goes on with them and keeps retrying."),
     Setting("preload", "Worker processes", Bool(), False,
             "Import the application in the master before forking (then gc.freeze()), so "
             "workers share its memory copy-on-write. HUP then re-executes the master."),

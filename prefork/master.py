@@ -580,21 +580,34 @@ class Master:
             if not w.aborted:
                 self._crashed_after_boot(w, how)
             return
-        self.boot_failures += 1
+        now = time.monotonic()
+        if now >= self.spawn_after:
+            # A new failure, not another worker of the same wave: a wave of
+            # workers failing together is one failure, not one per worker.
+            self.boot_failures += 1
         self.last_boot_error = f"worker {how} while booting"
         if code == WORKER_BOOT_ERROR:
             self.last_boot_error = "the application failed to load (see the error above)"
-        if self.boot_failures >= self.cfg.max_boot_failures:
-            log.critical("Workers failed to boot %d times in a row (%s); stopping. "
-                         "Fix the error and start again.", self.boot_failures,
-                         self.last_boot_error)
-            self.exit_code = MASTER_BOOT_ERROR
-            self.stop(graceful=True)
-            return
         delay = min(0.1 * 2 ** self.boot_failures, 10.0)
-        log.warning("Worker failed to boot (%d in a row); next try in %.1f s",
-                    self.boot_failures, delay)
-        self.spawn_after = time.monotonic() + delay
+        if self.boot_failures >= self.cfg.max_boot_failures:
+            serving = sum(1 for x in self.workers.values()
+                          if x.ready_since is not None and not x.retiring)
+            if not serving:
+                log.critical("Workers failed to boot %d times in a row (%s); stopping. "
+                             "Fix the error and start again.", self.boot_failures,
+                             self.last_boot_error)
+                self.exit_code = MASTER_BOOT_ERROR
+                self.stop(graceful=True)
+                return
+            # Replacements (a reload, max_requests, a crash) cannot boot, but
+            # workers of the running code are serving: never stop those for it.
+            log.error("Workers failed to boot %d times in a row (%s); %d still serving, so the "
+                      "server goes on with them; next try in %.1f s", self.boot_failures,
+                      self.last_boot_error, serving, delay)
+        else:
+            log.warning("Worker failed to boot (%d in a row); next try in %.1f s",
+                        self.boot_failures, delay)
+        self.spawn_after = max(self.spawn_after, now + delay)
 
     def _crashed_after_boot(self, w: WorkerProcess, how: str) -> None:
         """A ready worker died on its own (a bug, a segfault in an extension,
@@ -858,7 +871,9 @@ class Master:
             return
         if cmd == "status":
             assert self.board is not None
-            health = {"boot_failures": self.boot_failures, "crashes": self.crashes,
+            health = {"boot_failures": self.boot_failures,
+                      "last_boot_error": self.last_boot_error if self.boot_failures else "",
+                      "crashes": self.crashes,
                       "last_crash": self.last_crash,
                       "last_crash_age": (round(time.monotonic() - self.last_crash_at, 1)
                                          if self.crashes else None)}

@@ -571,3 +571,29 @@ def test_hup_loads_the_new_configurations_hooks(tmp_path):
         s.signal(signal.SIGHUP)
         s.wait_for_log(r"reload failed: hook post_request='nosuchmodule:hook' cannot be loaded")
         assert get(s, "/hello").status == 200
+
+
+def test_replacements_that_cannot_boot_never_stop_healthy_workers(tmp_path):
+    # A dependency outage during max_requests recycling: before, the
+    # replacements' boot failures reached max_boot_failures and the master
+    # stopped the healthy workers too.
+    version = tmp_path / "VERSION"
+    version.write_text("v1")
+    with running("versioned:app", "--workers", "2", "--max-requests", "5",
+                 "--max-boot-failures", "2", env={"VERSION_FILE": str(version)}) as s:
+        ctl = s.args[s.args.index("--control-socket") + 1]
+        version.write_text("broken-2")
+        load = LoadLoop(s, "/", threads=2)
+        try:
+            s.wait_for_log(r"failed to boot \d+ times in a row .*still serving", timeout=20)
+            time.sleep(1)
+            assert s.proc.poll() is None
+            status = control.request(ctl, {"cmd": "status"}, 5)
+            assert status["master"]["boot_failures"] >= 2
+            assert "failed to load" in status["master"]["last_boot_error"]
+            version.write_text("v3")
+            wait_until(lambda: get(s, "/").body.startswith(b"v3"), timeout=30)
+        finally:
+            load.stop()
+        assert load.lost == []
+        assert all(b.startswith((b"v1", b"v3")) for b in load.bodies)
