@@ -73,10 +73,12 @@ LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LINGER_SECONDS = 2.0
 SWEEP_INTERVAL = 0.5
-# On a graceful stop, a just-accepted connection gets this long to send its
-# first request before it is closed: closing it at once would lose a request
-# that is already on its way.
-FRESH_GRACE = 1.0
+# On a graceful stop, a connection with no request under way (just accepted,
+# or kept alive between two requests) gets this long to send its next one
+# before it is closed: closing it at once loses a request already on its way
+# (a client under load sends the next as soon as it has an answer). A request
+# that arrives in time is answered with "Connection: close".
+STOP_GRACE = 1.0
 BEAT_INTERVAL = 0.2
 # While every thread is busy: how often to look for connections left waiting
 # in the backlog. One waiting at two checks in a row is accepted anyway.
@@ -389,7 +391,6 @@ class Worker:
                     if stop_deadline is None:
                         stop_deadline = now + s.graceful_timeout
                         self._begin_graceful_stop()
-                    self._close_idle()
                     if (self.busy == 0 and not conns) or now >= stop_deadline:
                         break
                 if self.accept_paused_until and now >= self.accept_paused_until:
@@ -430,13 +431,17 @@ class Worker:
         return sum(self.served)
 
     def _begin_graceful_stop(self) -> None:
-        grace = time.monotonic() + FRESH_GRACE
+        grace = time.monotonic() + STOP_GRACE
         for conn in list(self.conns.values()):
-            if not conn.served and conn.deadline > grace:
+            # A request half-received keeps its own deadline (within graceful_timeout).
+            if conn.http.idle and conn.deadline > grace:
                 conn.deadline = grace
         with self.lock:
             self._update_accepting()
         for lst in self.listeners:
+            # Out of the handlers first: a later descriptor with the same
+            # number (a spooled body's file) must never be taken for it.
+            self.handlers.pop(lst.fd, None)
             try:
                 lst.sock.close()
             except OSError:
@@ -664,6 +669,8 @@ class Worker:
                     return
         elif http.idle:
             conn.deadline = now + (s.keepalive if conn.served else s.header_timeout)
+            if self.stopping:
+                conn.deadline = min(conn.deadline, now + STOP_GRACE)
         elif new_request:
             conn.deadline = now + s.header_timeout
         self._arm(conn)
@@ -784,12 +791,6 @@ class Worker:
                     pass
                 self._close(conn)
 
-    def _close_idle(self) -> None:
-        """Close kept-alive connections between requests (graceful stop)."""
-        for conn in list(self.conns.values()):
-            if conn.waiting and (conn.lingering or (conn.served and conn.http.idle)):
-                self._close(conn)
-
     # -- the pool's side: run the app, answer pipelined requests -----------
 
     def _thread_main(self, index: int) -> None:
@@ -839,9 +840,13 @@ class Worker:
                                start, time.monotonic())
             self.served[index] += 1
             conn.served = True
-            if not keep or self.stopping:
+            if not keep:
                 self._close(conn)
                 return
+            # Kept alive, even if a stop began since the head went out: the
+            # client was promised the connection and may be sending its next
+            # request already. It gets STOP_GRACE for it (_wait_for_more),
+            # and the answer says "Connection: close".
             try:
                 nxt = http.next_request()
                 if nxt is None and self._await_next(conn):

@@ -293,12 +293,15 @@ class LoadLoop:
     connections with ``keepalive_only``). A request counts as lost
     when a fresh connection fails or a response is cut short. A kept-alive
     connection the server closed before answering (it was idle when its worker
-    retired) is retried on a new connection, as HTTP clients do (RFC 9112 §9.3.1).
+    retired) is retried on a new connection, as HTTP clients do (RFC 9112 §9.3.1),
+    unless ``strict``: then it counts as lost too, as it does for clients
+    that do not retry (and for a non-idempotent request).
     """
 
     def __init__(self, srv: ServerProcess, path: str = "/hello", threads: int = 4,
-                 max_seconds: float = 30.0, keepalive_only: bool = False):
-        self.srv, self.path = srv, path
+                 max_seconds: float = 30.0, keepalive_only: bool = False,
+                 strict: bool = False):
+        self.srv, self.path, self.strict = srv, path, strict
         self.ok = 0
         self.bodies: list[bytes] = []
         self.lost: list[str] = []
@@ -342,7 +345,7 @@ class LoadLoop:
                 if sock is not None:
                     sock.close()
                 sock = reader = None
-                if reused and not partial:
+                if reused and not partial and not self.strict:
                     continue    # idle kept-alive connection closed under us: retry
                 with self._lock:
                     self.lost.append(f"{type(e).__name__}: {e}")
