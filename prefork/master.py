@@ -143,6 +143,7 @@ class Master:
         self.pending_hooks = self.hooks     # the hooks of pending_cfg (a reload's)
         self.addresses: tuple[str, ...] = ()
         self.control: ControlServer | None = None
+        self.predecessor: int | None = None     # the old master, when started by USR2
         self.reload_waiters: list[ControlClient] = []
         self.started = time.time()
         self.daemonized = False         # set by daemon mode; WINCH only acts then
@@ -182,6 +183,10 @@ class Master:
             self.pid = os.getpid()
             self.on_ready.append(self._report_daemon_ready)
         upgrading = started_by_upgrade()
+        # Started by USR2: the old master (our parent) serves on the same
+        # unix socket files until it retires, so they are not ours to remove
+        # while it lives (see _cleanup).
+        self.predecessor = os.getppid() if upgrading else None
         if pidfile_path:
             self.pidfile = Pidfile(pidfile_path)
             self.pidfile.create(self.pid, predecessor=os.getppid() if upgrading else None)
@@ -289,9 +294,13 @@ class Master:
                                      b"see the error log\n")
             self.daemon_pipe = None
         signal.set_wakeup_fd(-1)
+        # A predecessor still alive (a failed upgrade, or a stop during the
+        # hand-over) still serves on our unix sockets: leave their files.
+        predecessor_serving = self.predecessor is not None and os.getppid() == self.predecessor
         for sock in self.listeners:
             try:
                 if (sock.family == socket.AF_UNIX and not self.upgrade.in_progress
+                        and not predecessor_serving
                         and not self.sd.activated(sock)):   # systemd's file: keep it
                     sockets.unlink_unix(sock)
                 sock.close()

@@ -617,3 +617,26 @@ def test_reloads_under_kept_alive_load_lose_no_request():
         assert load.ok > 1000
         assert load.lost == [], f"{len(load.lost)} of {load.ok} lost: {load.lost[:3]}"
         assert s.log.count("reload: the canary booted") >= 3
+
+
+def test_a_failed_upgrade_leaves_the_unix_socket_the_old_master_serves_on(tmp_path):
+    # The failed successor's clean-up unlinked the inherited unix socket:
+    # the old master went on serving on a socket nobody could connect to.
+    version, path = tmp_path / "VERSION", tmp_path / "app.sock"
+    version.write_text("v1")
+
+    def over_unix() -> bytes:
+        with socket.socket(socket.AF_UNIX) as u:
+            u.settimeout(5)
+            u.connect(str(path))
+            u.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            return HTTPReader(u).read_response().body
+
+    with running("versioned:app", "--bind", f"unix:{path}", "--workers", "1",
+                 "--max-boot-failures", "1", env={"VERSION_FILE": str(version)}) as s:
+        version.write_text("broken-upgrade")
+        s.signal(signal.SIGUSR2)
+        s.wait_for_log(r"Upgrade failed", timeout=20)
+        assert path.exists()
+        assert over_unix().startswith(b"v1")
+    assert not path.exists()        # the last master to serve on it removes it
