@@ -275,8 +275,9 @@ SETTINGS: list[Setting] = [
             "Replace a worker whose resident memory (RSS) passes this many MiB, after its "
             "in-flight requests finish (0: never)."),
     Setting("max_recycling", "Worker processes", Int(1, 1024), 1,
-            "The most workers replaced at once for max_requests, max_worker_lifetime or "
-            "max_worker_memory, so recycling never takes a large share of capacity."),
+            "The most workers replaced at once for max_requests, max_worker_lifetime, "
+            "max_worker_memory or request_timeout, so recycling never takes a large share "
+            "of capacity."),
     Setting("max_boot_failures", "Worker processes", Int(1, 1000), 5,
             "Workers that fail to boot this many times in a row make the master stop with "
             "status 3 (it retries with growing delays until then), unless workers are "

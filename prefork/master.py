@@ -690,7 +690,7 @@ class Master:
                               "replaced", w.number, w.pid, slot.oldest_request,
                               now - slot.oldest_start, cfg.request_timeout)
                     self._kill(w.pid, signal.SIGUSR2)
-                self._replace(w, "request timeout", urgent=True)
+                self._replace(w, "request timeout")     # within max_recycling, like recycling
                 continue
             if w.generation < self.generation and self.reload_generation is None:
                 self._replace(w, "reload", urgent=True)

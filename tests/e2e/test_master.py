@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -640,3 +641,28 @@ def test_a_failed_upgrade_leaves_the_unix_socket_the_old_master_serves_on(tmp_pa
         assert path.exists()
         assert over_unix().startswith(b"v1")
     assert not path.exists()        # the last master to serve on it removes it
+
+
+def test_request_timeout_replacements_respect_max_recycling():
+    # Every worker stuck at once (a database that hangs): they were all
+    # replaced at once, whatever max_recycling said.
+    with running("testapp:app", "--workers", "3", "--threads", "1", "--request-timeout", "1",
+                 "--graceful-timeout", "8", "--max-recycling", "1") as s:
+        wait_until(lambda: len(workers_of(s)) == 3)
+        stuck = [s.connect() for _ in range(3)]
+        try:
+            for c in stuck:
+                c.sendall(b"GET /sleep?s=6 HTTP/1.1\r\nHost: x\r\n\r\n")
+                time.sleep(0.2)
+            # (One stuck request may queue behind another on the same worker.)
+            wait_until(lambda: s.log.count("Replacing worker") >= 2, timeout=20)
+            time.sleep(1)
+            # One at a time: each replacement is ready (and its old worker
+            # retired) before the next starts.
+            events = re.findall(r"Replacing worker|Worker \d+ \(pid \d+\) ready", s.log)
+            replacing = [i for i, e in enumerate(events) if e == "Replacing worker"]
+            for a, b in zip(replacing, replacing[1:], strict=False):
+                assert "ready" in " ".join(events[a + 1:b]), events
+        finally:
+            for c in stuck:
+                c.close()
