@@ -58,16 +58,22 @@ WORKER_BOOT_ERROR = 3       # a worker's exit status when the app cannot be load
 MASTER_BOOT_ERROR = 3       # the master's, when workers keep failing to boot
 LOOP_INTERVAL = 0.25
 KILL_GRACE = 2.0            # after ABRT or a missed graceful deadline, then KILL
-# A worker that died after it was ready is respawned after a delay that grows
-# with each such crash (0.1 s doubling, at most CRASH_MAX_DELAY) and resets
-# once no worker has crashed for CRASH_QUIET seconds. It never stops the server:
-# only workers that never became ready count towards max_boot_failures.
-CRASH_MAX_DELAY = 10.0
+# Retries after boot failures and after crashes wait backoff(n): 0.1 s
+# doubling, at most BACKOFF_MAX. A worker that died after it was ready never
+# stops the server (only workers that never became ready count towards
+# max_boot_failures); its streak resets once no worker has crashed for
+# CRASH_QUIET seconds.
+BACKOFF_MAX = 10.0
 CRASH_QUIET = 30.0
 FORK_RETRY = 1.0            # after fork() failed (EAGAIN, ENOMEM)
 MEMORY_CHECK_INTERVAL = 1.0
 
 SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}   # SIGABRT, not its alias SIGIOT
+
+
+def backoff(n: int) -> float:
+    """Seconds before the next try after the ``n``-th retry in a row (from 0)."""
+    return min(0.1 * 2 ** n, BACKOFF_MAX)
 
 
 class WorkerProcess:
@@ -189,7 +195,7 @@ class Master:
         self.predecessor = os.getppid() if upgrading else None
         if pidfile_path:
             self.pidfile = Pidfile(pidfile_path)
-            self.pidfile.create(self.pid, predecessor=os.getppid() if upgrading else None)
+            self.pidfile.create(self.pid, predecessor=self.predecessor)
         if self.cfg.preload and self.app is None:
             self.app = load_app(self.app_spec)
             gc.collect()
@@ -597,7 +603,7 @@ class Master:
         self.last_boot_error = f"worker {how} while booting"
         if code == WORKER_BOOT_ERROR:
             self.last_boot_error = "the application failed to load (see the error above)"
-        delay = min(0.1 * 2 ** self.boot_failures, 10.0)
+        delay = backoff(self.boot_failures)
         if self.boot_failures >= self.cfg.max_boot_failures:
             serving = sum(1 for x in self.workers.values()
                           if x.ready_since is not None and not x.retiring)
@@ -630,7 +636,7 @@ class Master:
         self.last_crash_at = now
         self.last_crash = f"worker {w.number} (pid {w.pid}) {how}" + (
             f": {w.message}" if w.message else "")
-        delay = min(0.1 * 2 ** (self.crash_streak - 1), CRASH_MAX_DELAY)
+        delay = backoff(self.crash_streak - 1)
         log.warning("A worker crashed after booting (%d in a row, %d in all); respawning in "
                     "%.1f s. The server keeps running.", self.crash_streak, self.crashes, delay)
         self.spawn_after = max(self.spawn_after, now + delay)

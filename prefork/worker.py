@@ -89,13 +89,13 @@ BACKLOG_CHECK = 0.01
 # hello-world client). With more connections, threads waking on their own
 # would fight over the GIL, and the loop, which reads many at once, wins.
 NEXT_REQUEST_WAIT_MS = 1
-FAILURE_TRACEBACK_EVERY = 10.0
+# A failure that can repeat for every client (a full disk, no descriptors
+# left) is logged in full at most once per this many seconds (LogEvery).
+LOG_REPEATS_EVERY = 10.0
 # accept() failing for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM):
 # the listeners leave epoll for this long, as nginx does, instead of waking
-# the loop again at once for the same failure; logged at most once per
-# ACCEPT_ERROR_LOG_EVERY seconds.
+# the loop again at once for the same failure.
 ACCEPT_PAUSE = 0.5
-ACCEPT_ERROR_LOG_EVERY = 10.0
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -176,6 +176,25 @@ class SocketWriter:
         except OSError as e:
             raise ClientGone(str(e)) from e
         return total
+
+
+class LogEvery:
+    """Says when a repeating failure is due a full log entry again: at most
+    once per ``seconds``, counting the times in between."""
+
+    __slots__ = ("seconds", "last", "skipped")
+
+    def __init__(self, seconds: float = LOG_REPEATS_EVERY):
+        self.seconds = seconds
+        self.last = -seconds
+        self.skipped = 0        # times not due since the last full entry
+
+    def due(self, now: float) -> bool:
+        if now - self.last < self.seconds:
+            self.skipped += 1
+            return False
+        self.last = now
+        return True
 
 
 class MemoryBudget:
@@ -276,8 +295,7 @@ class Worker:
         self.fresh = 0
         self.accepting = False
         self.accept_paused_until = 0.0   # listeners out of epoll until then (out of fds)
-        self._accept_errors = 0          # since the last one logged
-        self._accept_error_logged = -ACCEPT_ERROR_LOG_EVERY
+        self._accept_failures = LogEvery()
         self.stopping = False
         self.fast_stop = False
         self.now = time.monotonic()
@@ -299,7 +317,7 @@ class Worker:
         # the master's fork); None when the worker is embedded on its own.
         self.dump_signal: int | None = None
         self._last_beat = 0.0
-        self._last_failure_traceback = -FAILURE_TRACEBACK_EVERY
+        self._read_failures = LogEvery()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -551,14 +569,13 @@ class Worker:
         ACCEPT_PAUSE. The waiting connections stay in the backlog, where
         another worker can take them; the connections open here go on."""
         self.accept_paused_until = self.now + ACCEPT_PAUSE
-        self._accept_errors += 1
-        if self.now - self._accept_error_logged >= ACCEPT_ERROR_LOG_EVERY:
+        failures = self._accept_failures
+        if failures.due(self.now):
             log.error("accept() failed: %s, with %d connections open; not accepting for %.1f s "
                       "(%d such failures since the last message). Raise the open-files limit "
                       "(LimitNOFILE=) or lower max_connections.", err, len(self.conns),
-                      ACCEPT_PAUSE, self._accept_errors)
-            self._accept_error_logged = self.now
-            self._accept_errors = 0
+                      ACCEPT_PAUSE, failures.skipped + 1)
+            failures.skipped = 0
 
     def _take_waiting(self, backlog: select.poll) -> None:
         """Every thread is busy and the listeners are out of epoll. A
@@ -681,10 +698,8 @@ class Worker:
         with its traceback, answer 500 if the connection is still open, close
         it. Nothing else is touched."""
         # A failure that repeats (a full disk under an upload flood) gets its
-        # traceback once per FAILURE_TRACEBACK_EVERY seconds, one line after.
-        full = self.now - self._last_failure_traceback >= FAILURE_TRACEBACK_EVERY
-        if full:
-            self._last_failure_traceback = self.now
+        # traceback once per LOG_REPEATS_EVERY seconds, one line after.
+        full = self._read_failures.due(self.now)
         log.error("error reading a request from %s; answering 500 and closing that connection%s",
                   conn.peer[0] or "a unix socket peer",
                   "" if full else f": {type(exc).__name__}: {exc} (traceback logged before)",
