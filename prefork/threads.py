@@ -1,11 +1,18 @@
 """Threads that leave signals to the main thread.
 
 The kernel delivers a process-directed signal to any thread that does not
-block it, and Python runs its handlers only in the main thread. If ABRT (say)
-lands on a pool thread while the main thread is asleep, the main thread is
-not interrupted and the handler waits for as long as the sleep lasts. Every
-thread prefork starts therefore blocks the signals prefork handles, so they
-reach the main thread, which wakes at once.
+block it, and Python runs its handlers only in the main thread. A worker's
+main thread waits in epoll on the signal wakeup descriptor
+(``signal.set_wakeup_fd``), so a signal caught by any thread wakes it at
+once; prefork's own helper threads (the access-log writer, the reloader)
+block the signals prefork handles all the same, so none of them is ever
+interrupted for one.
+
+The pool threads that run the application block nothing: a thread's mask
+is kept across fork and exec, and a program a view starts with
+``subprocess`` would inherit it — with TERM blocked, ``Popen.terminate()``
+does nothing. Their signals are handled like everyone else's, through the
+wakeup descriptor.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.
            signal.SIGTTOU, signal.SIGCHLD}
 
 
-def start_thread(target: Callable[..., Any], name: str, args: tuple[Any, ...] = ()
-                 ) -> threading.Thread:
-    """Start a daemon thread with HANDLED blocked (it inherits the mask set here)."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+def start_thread(target: Callable[..., Any], name: str, args: tuple[Any, ...] = (),
+                 block_signals: bool = True) -> threading.Thread:
+    """Start a daemon thread; with ``block_signals``, with HANDLED blocked (it
+    inherits the mask set here). Threads that run the app pass False."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK if block_signals else signal.SIG_UNBLOCK,
+                                 HANDLED)
     try:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()

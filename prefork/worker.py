@@ -361,7 +361,9 @@ class Worker:
             lst.sock.setblocking(False)
             self.handlers[lst.fd] = lst
         for i in range(s.threads):
-            self._threads.append(start_thread(self._thread_main, f"prefork-{i}", (i,)))
+            # The app runs here: nothing blocked, or its subprocesses inherit it (threads.py).
+            self._threads.append(start_thread(self._thread_main, f"prefork-{i}", (i,),
+                                              block_signals=False))
         with self.lock:
             self._update_accepting()
         if self.slot is not None:

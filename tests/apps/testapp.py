@@ -92,6 +92,21 @@ def app(environ, start_response):
         child = subprocess.Popen(["sleep", "30"], close_fds=False, start_new_session=True)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(child.pid).encode()]
+    if path == "/subprocess-signals":
+        # What a view's subprocess inherits: its blocked signals, and
+        # whether terminate() reaches it.
+        import subprocess
+        child = subprocess.Popen(["sleep", "30"])
+        with open(f"/proc/{child.pid}/status") as f:
+            blocked = next(line.split()[1] for line in f if line.startswith("SigBlk:"))
+        child.terminate()
+        try:
+            code = child.wait(5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            code = child.wait()
+            code = f"still running after terminate() ({code})"
+        return _json(start_response, {"blocked": blocked, "returncode": code})
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]
