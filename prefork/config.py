@@ -263,6 +263,16 @@ SETTINGS: list[Setting] = [
     Setting("request_timeout", "Worker processes", Seconds(), 0.0,
             "A request running longer than this is logged with the stacks of its worker, and "
             "the worker is replaced gracefully (a new one starts first). 0 turns it off."),
+    Setting("ready_path", "Worker processes", Str(), "",
+            "A path every new worker sends itself (GET, through the app and the whole request "
+            "path) after loading the app and before it accepts connections; an answer other "
+            "than 2xx or 3xx counts as a failed boot, so a reload whose code cannot serve is "
+            "rolled back. Empty: no check."),
+    Setting("canary_probation", "Worker processes", Seconds(), 1.0,
+            "On a reload, how long the first worker of the new code (the canary) serves next to "
+            "the old workers before they are replaced. The reload fails, and the old workers "
+            "stay, if the canary dies meanwhile or answers most of its requests (at least 5) "
+            "with a 5xx status while the old workers do not."),
     Setting("max_requests", "Worker processes", Int(0), 0,
             "Replace a worker after it has served this many requests (0: never). The new "
             "worker starts before the old one stops."),

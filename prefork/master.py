@@ -15,13 +15,20 @@ that ran past ``request_timeout``, a reload — always starts the new worker
 first and retires the old one only when the new one is ready, so capacity
 never dips. At most ``max_recycling`` recyclings run at once.
 
-A reload (HUP) boots one *canary* of the new generation first: when it fails
-to import the app or dies, the old workers go on serving and the error is
-logged. With ``preload`` the app lives in the master, so HUP re-executes the
-master the way USR2 does.
+A reload (HUP) boots one *canary* of the new generation first, which serves
+on probation next to the old workers: when it fails to boot, dies, or
+answers most requests with 5xx, the reload is rolled back and the old
+workers go on serving. With ``preload`` the app lives in the master, so HUP
+re-executes the master the way USR2 does.
 
-The re-exec itself (USR2) is :class:`prefork.upgrade.Upgrade`'s, the status
-report :func:`prefork.status.server_status`'s; the master drives them.
+The policy — which worker is in which state, back-off, boot-failure
+counting, canary acceptance, recycling budgets, what a stop allows — is
+:class:`prefork.supervisor.Supervisor`'s, which makes no system call: the
+master feeds it what it observes (forks, the scoreboard, exits, signals,
+the time) and carries out the actions it returns. What a worker does after
+the fork is :func:`prefork.boot.run_worker`'s. The re-exec itself (USR2) is
+:class:`prefork.upgrade.Upgrade`'s, the status report
+:func:`prefork.status.server_status`'s.
 """
 
 from __future__ import annotations
@@ -29,7 +36,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import random
 import select
 import signal
 import socket
@@ -41,65 +47,33 @@ from typing import Any
 
 from . import sockets
 from .app import AppImportError, load_app
+from .boot import WorkerBoot, run_worker, set_title
 from .config import Config
 from .control import ControlClient, ControlServer
-from .daemon import Pidfile, PidfileError, daemonize, drop_privileges, report
+from .daemon import Pidfile, PidfileError, daemonize, report
 from .hooks import Hooks, ServerView, WorkerView
-from .log import dump_stacks_to_error_log, reopen_error_log
-from .scoreboard import BOOTING, READY, STOPPING, Scoreboard, Slot
+from .log import reopen_error_log
+from .scoreboard import Scoreboard, SlotView
 from .status import memory_rss, server_status
+from .supervisor import (
+    MASTER_BOOT_ERROR,
+    SIGNAL_NAMES,
+    Ready,
+    ReloadDone,
+    Signal,
+    Spawn,
+    Stopping,
+    Supervisor,
+    Switch,
+    WantedChanged,
+)
 from .systemd import Systemd
 from .upgrade import Upgrade, announce_upgrade_ready, started_by_upgrade
-from .worker import Worker
 
 log = logging.getLogger("prefork.error")
 
-WORKER_BOOT_ERROR = 3       # a worker's exit status when the app cannot be loaded
-MASTER_BOOT_ERROR = 3       # the master's, when workers keep failing to boot
 LOOP_INTERVAL = 0.25
-KILL_GRACE = 2.0            # after ABRT or a missed graceful deadline, then KILL
-# Retries after boot failures and after crashes wait backoff(n): 0.1 s
-# doubling, at most BACKOFF_MAX. A worker that died after it was ready never
-# stops the server (only workers that never became ready count towards
-# max_boot_failures); its streak resets once no worker has crashed for
-# CRASH_QUIET seconds.
-BACKOFF_MAX = 10.0
-CRASH_QUIET = 30.0
-FORK_RETRY = 1.0            # after fork() failed (EAGAIN, ENOMEM)
 MEMORY_CHECK_INTERVAL = 1.0
-
-SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}   # SIGABRT, not its alias SIGIOT
-
-
-def backoff(n: int) -> float:
-    """Seconds before the next try after the ``n``-th retry in a row (from 0)."""
-    return min(0.1 * 2 ** n, BACKOFF_MAX)
-
-
-class WorkerProcess:
-    """The master's record of one worker."""
-
-    def __init__(self, pid: int, number: int, generation: int, slot: int):
-        self.pid = pid
-        self.number = number
-        self.generation = generation
-        self.slot = slot
-        self.spawned = time.monotonic()
-        self.ready_since: float | None = None
-        self.retiring = False          # TERM sent: finishing its requests
-        self.retired_at = 0.0
-        self.kill_at: float | None = None
-        self.aborted = False           # ABRT sent after a missed heartbeat
-        self.replaced_by: int | None = None   # pid of the worker booting to replace it
-        self.replacing: int | None = None     # pid of the worker this one will replace
-        self.max_requests = 0
-        self.max_lifetime = 0.0
-        self.why_replace = ""
-        self.message = ""             # what the worker said about its failure
-        self.overdue_request = 0.0    # start of the request past request_timeout already reported
-
-    def view(self, exit_code: int | None = None) -> WorkerView:
-        return WorkerView(self.pid, self.number, self.generation, exit_code)
 
 
 class Master:
@@ -120,24 +94,8 @@ class Master:
         self.reload_config = reload_config
         self.sd = systemd or Systemd()   # sd_notify, socket activation, watchdog (systemd.py)
         self.pid = os.getpid()
-        self.workers: dict[int, WorkerProcess] = {}
-        self.wanted = cfg.workers
-        self.generation = 1
-        self.reload_generation: int | None = None   # generation of a running canary
-        self.canary: int | None = None
-        self.next_number = 1
-        self.boot_failures = 0
-        self.last_boot_error = ""
-        self.crashes = 0                # workers that died after they were ready
-        self.crash_streak = 0           # of those, in a row (see CRASH_QUIET)
-        self.last_crash = ""            # the last one's cause, for the log and status
-        self.last_crash_at = 0.0
-        self.spawn_after = 0.0
+        self.sup: Supervisor | None = None     # made in setup(), with the scoreboard
         self.signals: deque[int] = deque()
-        self.stopping: str | None = None   # "graceful" or "fast"
-        self.stop_deadline = 0.0
-        self.exit_code = 0
-        self.announced_ready = False
         self.upgrade = Upgrade(argv, retire=lambda: self.stop(graceful=True),
                                reclaim=self._reclaim_after_failed_upgrade)
         self.last_memory_check = 0.0
@@ -145,18 +103,44 @@ class Master:
         self.board: Scoreboard | None = None
         self._wake_r, self._wake_w = os.pipe()
         self.on_ready: list[Callable[[], None]] = []
-        self.pending_cfg = cfg
-        self.pending_hooks = self.hooks     # the hooks of pending_cfg (a reload's)
         self.addresses: tuple[str, ...] = ()
         self.control: ControlServer | None = None
         self.predecessor: int | None = None     # the old master, when started by USR2
-        self.reload_waiters: list[ControlClient] = []
+        self.reload_waiters: dict[int, list[ControlClient]] = {}   # by reload ticket
         self.started = time.time()
         self.daemonized = False         # set by daemon mode; WINCH only acts then
         self.daemon_pipe: int | None = None
         self.pidfile: Pidfile | None = None
 
-    # -- views for hooks ---------------------------------------------------
+    # -- what other modules read -----------------------------------------------
+
+    @property
+    def supervisor(self) -> Supervisor:
+        assert self.sup is not None
+        return self.sup
+
+    @property
+    def stopping(self) -> bool:
+        return self.sup is not None and self.sup.stopping
+
+    @property
+    def generation(self) -> int:
+        return self.sup.generation if self.sup is not None else 1
+
+    @property
+    def wanted(self) -> int:
+        return self.sup.wanted if self.sup is not None else self.cfg.workers
+
+    @property
+    def exit_code(self) -> int:
+        return self.sup.exit_code if self.sup is not None else 0
+
+    def slots(self) -> dict[int, SlotView]:
+        """The scoreboard, read once: each worker's slot by worker number."""
+        board = self.board
+        if board is None or self.sup is None:
+            return {}
+        return {w.number: board.read(w.slot) for w in self.sup.workers.values() if w.slot >= 0}
 
     def view(self) -> ServerView:
         return ServerView(self.pid, self.app_spec or "prefork.demo:application", self.wanted,
@@ -203,6 +187,7 @@ class Master:
             # passes in the workers don't write to (and un-share) their pages.
             gc.freeze()
         self.board = Scoreboard(max(64, self.cfg.workers * 4))
+        self.sup = Supervisor(cfg, self.board.capacity, self.hooks)
         if control_path:
             # A master started by USR2 takes the socket over from its predecessor.
             takeover = started_by_upgrade()
@@ -220,7 +205,7 @@ class Master:
                     signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
                     signal.SIGWINCH, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
-        _set_title(f"prefork: master [{self.app_spec or 'demo'}]")
+        set_title(f"prefork: master [{self.app_spec or 'demo'}]")
 
     def _report_daemon_ready(self) -> None:
         # Once only: after a reload the fd number may belong to something else.
@@ -245,26 +230,72 @@ class Master:
                 print(f"prefork: error: {message}", file=sys.stderr)
             report(self.daemon_pipe, f"prefork: error: {message}\n".encode())
             return MASTER_BOOT_ERROR if isinstance(e, AppImportError) else 1
+        sup = self.supervisor
         log.info("Master %d started: %d workers, %d threads each", self.pid, self.wanted,
                  self.cfg.threads)
         try:
-            self._manage()
+            sup.start(time.monotonic())
+            self._act()
             while True:
                 self._sleep()
                 self.sd.tick(self)      # watchdog pings only while this loop turns
                 while self.signals:
                     self._handle_signal(self.signals.popleft())
                 self._reap()
-                if self.stopping:
-                    if not self.workers:
-                        break
-                    self._enforce_stop_deadline()
-                    continue
-                self._check_workers()
-                self._manage()
+                if sup.done:
+                    break
+                now = time.monotonic()
+                rss = None
+                if (self.cfg.max_worker_memory and not sup.stopping
+                        and now - self.last_memory_check >= MEMORY_CHECK_INTERVAL):
+                    self.last_memory_check = now
+                    rss = {w.number: memory_rss(w.pid) for w in sup.workers.values() if w.pid}
+                sup.tick(self.slots(), now, rss)
+                self._act()
         finally:
             self._cleanup()
         return self.exit_code
+
+    def _act(self) -> None:
+        """Carry out what the supervisor decided (a fork's outcome goes back to it)."""
+        sup = self.supervisor
+        while True:
+            actions = sup.take()
+            if not actions:
+                return
+            for action in actions:
+                if isinstance(action, Spawn):
+                    self._fork(action)
+                elif isinstance(action, Signal):
+                    try:
+                        os.kill(action.pid, action.sig)
+                    except ProcessLookupError:
+                        pass
+                elif isinstance(action, Ready):
+                    self._announce_ready()
+                elif isinstance(action, Switch):
+                    self.cfg, self.hooks = action.cfg, action.hooks
+                elif isinstance(action, Stopping):
+                    self.sd.stopping(self)
+                elif isinstance(action, ReloadDone):
+                    self._answer_reload(action)
+                elif isinstance(action, WantedChanged):
+                    self.hooks.call("nworkers_changed", self.view(), action.new, action.old)
+
+    def _announce_ready(self) -> None:
+        self.hooks.call("when_ready", self.view())
+        self.sd.ready(self)         # READY=1 + MAINPID= before a USR2 predecessor retires
+        announce_upgrade_ready()
+        for fn in self.on_ready:
+            fn()
+
+    def _answer_reload(self, done: ReloadDone) -> None:
+        for ticket in done.tickets:
+            for client in self.reload_waiters.pop(ticket, []):
+                if done.ok:
+                    client.reply({"ok": True, "generation": done.generation})
+                else:
+                    client.reply({"ok": False, "error": done.error})
 
     def _sleep(self) -> None:
         fds = [self._wake_r] + ([self.upgrade.pipe] if self.upgrade.pipe is not None else [])
@@ -286,10 +317,12 @@ class Master:
             if ready:
                 self.control.handle_ready(ready)
             self.control.expire(time.monotonic())
+        self._act()     # a control command may have decided something
 
     def _cleanup(self) -> None:
         self.hooks.call("on_exit", self.view())
-        for client in self.reload_waiters + self.upgrade.waiters:
+        waiters = [c for clients in self.reload_waiters.values() for c in clients]
+        for client in waiters + self.upgrade.waiters:
             client.reply({"ok": False, "error": "the master stopped"})
         if self.control is not None:
             self.control.close()
@@ -328,6 +361,7 @@ class Master:
         if self.stopping and sig in self.REFUSED_WHILE_STOPPING:
             log.warning("Ignoring %s: the server is stopping", name)
             return
+        sup = self.supervisor
         if sig == signal.SIGTERM:
             self.stop(graceful=True)
         elif sig in (signal.SIGINT, signal.SIGQUIT):
@@ -335,67 +369,31 @@ class Master:
         elif sig == signal.SIGHUP:
             self.reload()
         elif sig == signal.SIGTTIN:
-            self._set_wanted(self.wanted + 1)
+            sup.set_wanted(sup.wanted + 1)
         elif sig == signal.SIGTTOU:
-            if self.wanted > 1:
-                self._set_wanted(self.wanted - 1)
+            if sup.wanted > 1:
+                sup.set_wanted(sup.wanted - 1)
         elif sig == signal.SIGUSR1:
             reopen_error_log()
             log.info("Handling signal: USR1 (log files reopened)")
-            self._signal_workers(signal.SIGUSR1)
+            for w in sup.workers.values():
+                if w.pid:
+                    self._kill(w.pid, signal.SIGUSR1)
         elif sig == signal.SIGUSR2:
             self._start_upgrade()
         elif sig == signal.SIGWINCH:
             if self.daemonized:
                 log.info("Handling signal: WINCH (stopping workers, keeping the master)")
-                self._set_wanted(0)
+                sup.set_wanted(0)
             else:
                 log.debug("ignoring WINCH: not daemonized")
         else:
             log.debug("ignoring signal %s", name)
-
-    def _set_wanted(self, n: int) -> int:
-        """Change the worker count; returns the count set. At most half the
-        scoreboard: each worker may need a second slot for its replacement."""
-        assert self.board is not None
-        limit = self.board.capacity // 2
-        if n > limit:
-            log.warning("Cannot run %d workers: at most %d with this start-up's scoreboard "
-                        "(restart with a larger 'workers' for more)", n, limit)
-            n = limit
-        if n == self.wanted:
-            return n
-        old, self.wanted = self.wanted, n
-        log.info("Number of workers: %d -> %d", old, n)
-        self.hooks.call("nworkers_changed", self.view(), n, old)
-        return n
+        self._act()
 
     def stop(self, graceful: bool = True) -> None:
-        if self.stopping == "fast" or (self.stopping and graceful):
-            return
-        self.stopping = "graceful" if graceful else "fast"
-        log.info("Handling signal: %s (%s stop)", "TERM" if graceful else "INT/QUIT",
-                 self.stopping)
-        self.sd.stopping(self)
-        sig = signal.SIGTERM if graceful else signal.SIGQUIT
-        wait = self.cfg.graceful_timeout if graceful else 1.0
-        self.stop_deadline = time.monotonic() + wait + 1.0
-        for w in self.workers.values():
-            w.retiring = True
-            self._kill(w.pid, sig)
-
-    def _enforce_stop_deadline(self) -> None:
-        if time.monotonic() < self.stop_deadline:
-            return
-        for w in list(self.workers.values()):
-            if w.kill_at is None:
-                log.warning("worker %d did not stop in time; killing it", w.pid)
-                self._kill(w.pid, signal.SIGKILL)
-                w.kill_at = time.monotonic()
-
-    def _signal_workers(self, sig: int) -> None:
-        for w in self.workers.values():
-            self._kill(w.pid, sig)
+        self.supervisor.stop(graceful, time.monotonic())
+        self._act()
 
     def _kill(self, pid: int, sig: int) -> None:
         try:
@@ -405,33 +403,37 @@ class Master:
 
     # -- spawning ----------------------------------------------------------
 
-    def spawn(self, generation: int | None = None, cfg: Config | None = None) -> WorkerProcess | None:
+    def _fork(self, spawn: Spawn) -> None:
         assert self.board is not None
-        cfg = cfg or self.cfg
-        generation = generation or self.generation
-        number = self.next_number
-        self.next_number += 1
+        sup = self.supervisor
+        cfg = spawn.cfg
         try:
-            slot = self.board.claim(0, number, generation)
+            slot = self.board.claim(0, spawn.number, spawn.generation)
         except RuntimeError as e:
-            log.error("cannot start a worker: %s", e)
-            return None
-        view = WorkerView(0, number, generation)
-        self.hooks.call("pre_fork", self.view(), view)
+            sup.fork_failed(spawn.number, str(e), time.monotonic())
+            return
+        self.hooks.call("pre_fork", self.view(), WorkerView(0, spawn.number, spawn.generation))
+        boot = WorkerBoot(cfg, self.app_spec, self.app, self.listeners, self.board, slot,
+                          spawn.number, spawn.generation, self.pid, spawn.hooks, self.view())
+        boot.close_fds = [self._wake_r, self._wake_w] + [
+            fd for fd in (self.upgrade.pipe, self.daemon_pipe) if fd is not None]
+        if self.control is not None:
+            boot.close_socks = [c.conn for c in self.control.pending.values()]
+            boot.close_socks.append(self.control.sock)
+        boot.close_socks += [c.conn for clients in self.reload_waiters.values() for c in clients]
+        boot.close_socks += [c.conn for c in self.upgrade.waiters]
         try:
             pid = os.fork()
         except OSError as e:
             # EAGAIN (the process or pids-cgroup limit), ENOMEM: the workers
             # already running go on serving; try again a little later.
             self.board.free(slot)
-            self.spawn_after = max(self.spawn_after, time.monotonic() + FORK_RETRY)
-            log.error("cannot fork a worker: %s; the %d running go on, next try in %.0f s",
-                      e, len(self.workers), FORK_RETRY)
-            return None
+            sup.fork_failed(spawn.number, f"cannot fork a worker: {e}", time.monotonic())
+            return
         if pid == 0:
             code = 1
             try:
-                code = self._worker_main(cfg, slot, number, generation)
+                code = run_worker(boot)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
             except BaseException:
@@ -440,359 +442,50 @@ class Master:
                 logging.shutdown()
                 os._exit(code)
         self.board.set_pid(slot, pid)
-        w = WorkerProcess(pid, number, generation, slot)
-        if cfg.max_requests:
-            w.max_requests = cfg.max_requests + random.randint(0, cfg.max_requests_jitter)
-        if cfg.max_worker_lifetime:
-            w.max_lifetime = cfg.max_worker_lifetime * (1 + random.uniform(0, 0.1))
-        self.workers[pid] = w
-        log.info("Booting worker %d (pid %d, generation %d)", number, pid, generation)
-        return w
-
-    def _worker_main(self, cfg: Config, slot_index: int, number: int, generation: int) -> int:
-        """Runs in the forked child; returns its exit status."""
-        from .server import worker_settings
-
-        signal.set_wakeup_fd(-1)
-        # The master's handlers came along with the fork: until the worker
-        # installs its own, a TERM would be queued in this copy of the master
-        # and lost, and the booting worker would hang until graceful_timeout.
-        # With the default action a worker stopped while booting just exits.
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH,
-                    signal.SIGUSR1):
-            signal.signal(sig, signal.SIG_IGN)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        for fd in (self.upgrade.pipe, self.daemon_pipe):
-            if fd is not None:
-                os.close(fd)
-        # The master's own sockets came along with the fork. A worker holding
-        # the control socket would keep answering connects after the master
-        # is gone, and one holding a client would keep it from seeing EOF.
-        if self.control is not None:
-            for client in self.control.pending.values():
-                client.conn.close()
-            self.control.sock.close()
-        for client in self.reload_waiters + self.upgrade.waiters:
-            client.conn.close()
-        random.seed()
-        try:
-            drop_privileges(cfg.user, cfg.group)
-        except (OSError, KeyError) as e:
-            log.error("worker %d cannot switch to user %r / group %r: %s", os.getpid(),
-                      cfg.user, cfg.group, e)
-            return WORKER_BOOT_ERROR
-        # The master asks for stacks with USR2 (request_timeout) and ABRT
-        # (heartbeat timeout). faulthandler writes them from C, so they come
-        # out even when the loop is stuck holding the GIL; to the error log,
-        # not fd 2 (which is /dev/null under --daemon). An ABRT before the
-        # worker's own handler is in (a hung import) dumps them too.
-        dump_stacks_to_error_log(signal.SIGUSR2)
-        _set_title(f"prefork: worker {number} [{self.app_spec or 'demo'}]")
-        me = WorkerView(os.getpid(), number, generation)
-        # A reload's canary runs the new configuration's hooks already.
-        hooks = self.hooks if cfg is self.cfg else self.pending_hooks
-        hooks.call("post_fork", self.view(), me)
-        app = self.app
-        assert self.board is not None
-        if app is None:
-            try:
-                app = load_app(self.app_spec)
-            except AppImportError as e:
-                log.error("worker %d: %s", os.getpid(), e)
-                Slot(self.board, slot_index).set_message(str(e))
-                return WORKER_BOOT_ERROR
-            except BaseException as e:
-                log.exception("worker %d: the application failed to import", os.getpid())
-                Slot(self.board, slot_index).set_message(f"{type(e).__name__}: {e}")
-                return WORKER_BOOT_ERROR
-        worker = Worker(app, self.listeners, worker_settings(cfg),
-                        slot=Slot(self.board, slot_index), parent_pid=self.pid)
-        worker.dump_signal = signal.SIGUSR2
-        worker.install_signals()
-
-        def on_abort(*_: Any) -> None:
-            # The stacks were already written on the USR2 sent just before.
-            hooks.call("worker_abort", me)
-            os._exit(1)
-
-        def on_int(*_: Any) -> None:
-            hooks.call("worker_int", me)
-            worker.stop(graceful=False)
-
-        signal.signal(signal.SIGABRT, on_abort)
-        signal.signal(signal.SIGINT, on_int)
-        signal.signal(signal.SIGQUIT, on_int)
-        worker.pre_request = hooks.get("pre_request")
-        worker.post_request = hooks.get("post_request")
-        worker.hook_view = me
-        hooks.call("post_worker_init", me)
-        if cfg.reload:      # development mode: watch the app's files (reloader.py)
-            from .reloader import start_reloader
-            start_reloader(cfg, self.pid, self.board)
-        worker.run()
-        hooks.call("worker_exit", self.view(), me)
-        return 0
+        sup.forked(spawn.number, pid, slot, time.monotonic())
 
     # -- reaping -----------------------------------------------------------
 
     def _reap(self) -> None:
+        sup = self.supervisor
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             if self.upgrade.child_exited(pid, status):
                 continue
-            w = self.workers.pop(pid, None)
+            w = sup.by_pid.get(pid)
             if w is None:
                 continue
             assert self.board is not None
             slot = self.board.read(w.slot)
-            w.message = slot.message
-            if w.ready_since is None and slot.state in (READY, STOPPING):
-                # It was serving before the master's next look at the board:
-                # a death now is a crash after boot, not a boot failure (and
-                # the app did boot: the boot-failure streak is over).
-                w.ready_since = time.monotonic()
-                self.boot_failures = 0
             self.board.free(w.slot)
             code = os.waitstatus_to_exitcode(status)
-            self.hooks.call("child_exit", self.view(), w.view(code))
-            self._worker_exited(w, code)
-
-    def _worker_exited(self, w: WorkerProcess, code: int) -> None:
-        expected = w.retiring or self.stopping
-        if code < 0:
-            how = f"was killed by {SIGNAL_NAMES.get(-code, -code)}"
-            if code == -signal.SIGKILL and w.kill_at is None and not w.aborted:
-                how += " (not by prefork: perhaps out of memory?)"
-        else:
-            how = f"exited with status {code}"
-        if expected and code in (0, -signal.SIGTERM, -signal.SIGKILL):
-            log.info("Worker %d (pid %d) stopped", w.number, w.pid)
-        elif w.aborted:
-            log.error("Worker %d (pid %d) %s after it timed out", w.number, w.pid, how)
-        else:
-            log.error("Worker %d (pid %d) %s%s", w.number, w.pid, how,
-                      " while booting" if w.ready_since is None else "")
-        # Unlink from a replacement pair.
-        if w.replaced_by is not None and w.replaced_by in self.workers:
-            self.workers[w.replaced_by].replacing = None
-        if w.replacing is not None and w.replacing in self.workers:
-            old = self.workers[w.replacing]
-            old.replaced_by = None
-        if w.pid == self.canary:
-            self._canary_failed(f"the new worker {how}" + (f": {w.message}" if w.message else ""))
-            return
-        if expected:
-            return
-        if w.ready_since is not None:
-            if not w.aborted:
-                self._crashed_after_boot(w, how)
-            return
-        now = time.monotonic()
-        if now >= self.spawn_after:
-            # A new failure, not another worker of the same wave: a wave of
-            # workers failing together is one failure, not one per worker.
-            self.boot_failures += 1
-        self.last_boot_error = f"worker {how} while booting"
-        if code == WORKER_BOOT_ERROR:
-            self.last_boot_error = "the application failed to load (see the error above)"
-        delay = backoff(self.boot_failures)
-        if self.boot_failures >= self.cfg.max_boot_failures:
-            serving = sum(1 for x in self.workers.values()
-                          if x.ready_since is not None and not x.retiring)
-            if not serving:
-                log.critical("Workers failed to boot %d times in a row (%s); stopping. "
-                             "Fix the error and start again.", self.boot_failures,
-                             self.last_boot_error)
-                self.exit_code = MASTER_BOOT_ERROR
-                self.stop(graceful=True)
-                return
-            # Replacements (a reload, max_requests, a crash) cannot boot, but
-            # workers of the running code are serving: never stop those for it.
-            log.error("Workers failed to boot %d times in a row (%s); %d still serving, so the "
-                      "server goes on with them; next try in %.1f s", self.boot_failures,
-                      self.last_boot_error, serving, delay)
-        else:
-            log.warning("Worker failed to boot (%d in a row); next try in %.1f s",
-                        self.boot_failures, delay)
-        self.spawn_after = max(self.spawn_after, now + delay)
-
-    def _crashed_after_boot(self, w: WorkerProcess, how: str) -> None:
-        """A ready worker died on its own (a bug, a segfault in an extension,
-        the OOM killer). Not a boot failure: the server stays up and the
-        worker is respawned, later each time it keeps happening."""
-        now = time.monotonic()
-        if now - self.last_crash_at > CRASH_QUIET:
-            self.crash_streak = 0
-        self.crashes += 1
-        self.crash_streak += 1
-        self.last_crash_at = now
-        self.last_crash = f"worker {w.number} (pid {w.pid}) {how}" + (
-            f": {w.message}" if w.message else "")
-        delay = backoff(self.crash_streak - 1)
-        log.warning("A worker crashed after booting (%d in a row, %d in all); respawning in "
-                    "%.1f s. The server keeps running.", self.crash_streak, self.crashes, delay)
-        self.spawn_after = max(self.spawn_after, now + delay)
-
-    # -- checks: boot, heartbeat, request age, recycling ------------------
-
-    def _check_workers(self) -> None:
-        assert self.board is not None
-        now = time.monotonic()
-        cfg = self.cfg
-        check_memory = cfg.max_worker_memory and now - self.last_memory_check >= MEMORY_CHECK_INTERVAL
-        if check_memory:
-            self.last_memory_check = now
-        for w in list(self.workers.values()):
-            slot = self.board.read(w.slot)
-            if w.kill_at is not None:
-                if now - w.kill_at > KILL_GRACE:
-                    self._kill(w.pid, signal.SIGKILL)
-                continue
-            if w.retiring:
-                if w.retired_at and now - w.retired_at > cfg.graceful_timeout + KILL_GRACE:
-                    log.warning("worker %d (pid %d) outlived graceful_timeout; killing it",
-                                w.number, w.pid)
-                    self._kill(w.pid, signal.SIGKILL)
-                    w.kill_at = now
-                continue
-            if slot.state == BOOTING:
-                if now - w.spawned > cfg.timeout:
-                    log.error("Worker %d (pid %d) did not boot within %g s; killing it",
-                              w.number, w.pid, cfg.timeout)
-                    self._abort(w)
-                continue
-            if w.ready_since is None and slot.state == READY:
-                w.ready_since = now
-                self._worker_ready(w)
-            if w.ready_since is None:
-                continue
-            if self.reload_waiters:
-                self._answer_reload_when_rolled_over()
-            silent = now - slot.heartbeat
-            if silent > cfg.timeout:
-                log.critical("WORKER TIMEOUT: worker %d (pid %d) has not beaten for %.1f s "
-                             "(timeout=%g); its stacks follow%s", w.number, w.pid, silent,
-                             cfg.timeout, f"; oldest request: {slot.oldest_request}"
-                             if slot.oldest_request else "")
-                self._abort(w)
-                continue
-            if w.replaced_by is not None:
-                continue
-            if cfg.request_timeout and slot.oldest_start and now - slot.oldest_start > cfg.request_timeout:
-                if w.overdue_request != slot.oldest_start:
-                    # Once per request: the replacement may have to wait
-                    # (crash back-off, fork failing), the stacks need not.
-                    w.overdue_request = slot.oldest_start
-                    log.error("Worker %d (pid %d): request %r has run for %.1f s "
-                              "(request_timeout=%g); its stacks follow, and the worker will be "
-                              "replaced", w.number, w.pid, slot.oldest_request,
-                              now - slot.oldest_start, cfg.request_timeout)
-                    self._kill(w.pid, signal.SIGUSR2)
-                self._replace(w, "request timeout")     # within max_recycling, like recycling
-                continue
-            if w.generation < self.generation and self.reload_generation is None:
-                self._replace(w, "reload", urgent=True)
-            elif w.max_requests and slot.requests >= w.max_requests:
-                self._replace(w, f"served {slot.requests} requests (max_requests)")
-            elif w.max_lifetime and now - w.spawned >= w.max_lifetime:
-                self._replace(w, f"lived {now - w.spawned:.0f} s (max_worker_lifetime)")
-            elif check_memory:
-                rss = memory_rss(w.pid)
-                if rss > cfg.max_worker_memory * 1024 * 1024:
-                    self._replace(w, f"uses {rss / 1048576:.0f} MiB (max_worker_memory)")
-
-    def _abort(self, w: WorkerProcess) -> None:
-        w.aborted = True
-        w.kill_at = time.monotonic()
-        self._kill(w.pid, signal.SIGUSR2)   # stacks from C, whatever state it is in
-        self._kill(w.pid, signal.SIGABRT)   # then the worker_abort hook, and exit
-
-    def _replace(self, w: WorkerProcess, why: str, urgent: bool = False) -> None:
-        """Start a worker to take over from ``w``; retire ``w`` once it is ready."""
-        recycling = sum(1 for x in self.workers.values() if x.replaced_by is not None)
-        if not urgent and recycling >= self.cfg.max_recycling:
-            return    # wait for a running recycle to finish
-        if time.monotonic() < self.spawn_after:
-            return
-        new = self.spawn()
-        if new is None:
-            return
-        log.info("Replacing worker %d (pid %d): %s", w.number, w.pid, why)
-        w.replaced_by = new.pid
-        w.why_replace = why
-        new.replacing = w.pid
-
-    def _worker_ready(self, w: WorkerProcess) -> None:
-        log.info("Worker %d (pid %d) ready", w.number, w.pid)
-        self.boot_failures = 0
-        if w.pid == self.canary:
-            self._canary_ready(w)
-        if w.replacing is not None:
-            old = self.workers.get(w.replacing)
-            w.replacing = None
-            if old is not None:
-                self._retire(old)
-        if not self.announced_ready and self._all_ready():
-            self.announced_ready = True
-            log.info("Ready: %d workers serving", self.wanted)
-            self.hooks.call("when_ready", self.view())
-            self.sd.ready(self)         # READY=1 + MAINPID= before a USR2 predecessor retires
-            announce_upgrade_ready()
-            for fn in self.on_ready:
-                fn()
-
-    def _all_ready(self) -> bool:
-        current = [w for w in self.workers.values() if not w.retiring and w.replaced_by is None
-                   and w.generation == self.generation]
-        return len(current) >= self.wanted and all(w.ready_since is not None for w in current)
-
-    def _retire(self, w: WorkerProcess) -> None:
-        w.retiring = True
-        w.replaced_by = None
-        w.retired_at = time.monotonic()
-        self._kill(w.pid, signal.SIGTERM)
-
-    def _manage(self) -> None:
-        """Start or retire workers so that ``wanted`` are serving."""
-        serving = [w for w in self.workers.values() if not w.retiring and w.replaced_by is None
-                   and w.pid != self.canary]
-        missing = self.wanted - len(serving)
-        if missing > 0:
-            if time.monotonic() < self.spawn_after:
-                return
-            # After a boot failure, one at a time until one boots.
-            for _ in range(1 if self.boot_failures else missing):
-                self.spawn()
-        elif missing < 0:
-            for w in sorted(serving, key=lambda x: x.spawned)[:-missing]:
-                log.info("Retiring worker %d (pid %d): fewer workers wanted", w.number, w.pid)
-                self._retire(w)
+            self.hooks.call("child_exit", self.view(), WorkerView(pid, w.number, w.generation, code))
+            sup.exited(pid, code, slot, time.monotonic())
+        self._act()
 
     # -- reload (HUP) --------------------------------------------------------
 
-    def reload(self) -> None:
+    def reload(self, client: ControlClient | None = None) -> bool:
+        """Start a reload (a canary of the new code first); ``client`` gets
+        the answer once it is done. False when it could not start."""
         log.info("Handling signal: HUP (reload)")
         self.hooks.call("on_reload", self.view())
         self.sd.reloading()             # READY=1 follows, whether the reload works or not
-        if self.canary is not None:
-            log.warning("a reload is already in progress; ignoring HUP")
-            return
         if self.cfg.preload or self.app_given:
             if self.argv is None:
                 log.error("reload: the app was given in-process (preloaded or embedded) and "
                           "prefork cannot re-exec this program; restart it instead")
-                return
+                return False
             log.info("reload: the app is preloaded in the master; re-executing the master")
             self._start_upgrade()
-            return
+            if client is not None and self.upgrade.in_progress:
+                self.upgrade.waiters.append(client)
+            return self.upgrade.in_progress
         new_cfg = self.cfg
         if self.reload_config is not None:
             try:
@@ -800,60 +493,17 @@ class Master:
             except Exception as e:
                 log.error("reload failed: the new configuration is invalid: %s; "
                           "keeping the current workers", e)
-                return
+                return False
         try:
             new_hooks = self.hooks if new_cfg is self.cfg else Hooks(new_cfg)
         except ValueError as e:
             log.error("reload failed: %s; keeping the current workers", e)
-            return
-        self.pending_cfg, self.pending_hooks = new_cfg, new_hooks
-        gen = self.generation + 1
-        canary = self.spawn(gen, new_cfg)
-        if canary is None:
-            return
-        self.canary = canary.pid
-        self.reload_generation = gen
-        log.info("reload: booting a canary worker (pid %d) of generation %d", canary.pid, gen)
-
-    def _canary_ready(self, w: WorkerProcess) -> None:
-        log.info("reload: the canary booted; replacing the generation %d workers",
-                 self.generation)
-        new_cfg = self.pending_cfg
-        if new_cfg.workers != self.cfg.workers:
-            self._set_wanted(new_cfg.workers)
-        self.cfg, self.hooks = new_cfg, self.pending_hooks   # the new hooks from now on
-        self.generation = self.reload_generation or self.generation
-        self.reload_generation = None
-        self.canary = None
-        self.announced_ready = False
-        # The canary takes the place of one old worker.
-        old = [x for x in self.workers.values()
-               if x.generation < self.generation and not x.retiring and x.replaced_by is None]
-        if old:
-            oldest = min(old, key=lambda x: x.spawned)
-            self._retire(oldest)
-
-    def _answer_reload_when_rolled_over(self) -> None:
-        """Tell reload clients once only the new generation accepts connections."""
-        assert self.board is not None
-        if self.canary is not None or not self._all_ready():
-            return
-        for w in self.workers.values():
-            if w.generation < self.generation:
-                if not w.retiring or self.board.read(w.slot).state != STOPPING:
-                    return
-        for client in self.reload_waiters:
-            client.reply({"ok": True, "generation": self.generation})
-        self.reload_waiters = []
-
-    def _canary_failed(self, why: str) -> None:
-        log.error("reload failed: %s; the current workers keep serving", why)
-        self.canary = None
-        self.reload_generation = None
-        for client in self.reload_waiters:
-            client.reply({"ok": False, "error": f"reload failed: {why}; the current workers "
-                                                "keep serving"})
-        self.reload_waiters = []
+            return False
+        ticket = self.supervisor.reload(new_cfg, time.monotonic(), new_hooks)
+        if client is not None:
+            self.reload_waiters.setdefault(ticket, []).append(client)
+        self._act()
+        return True
 
     # -- upgrade (USR2): a new master from the current executable (upgrade.py)
 
@@ -881,29 +531,27 @@ class Master:
 
     def _control_command(self, req: dict[str, Any], client: ControlClient) -> None:
         cmd = req["cmd"]
+        sup = self.supervisor
         if self.stopping and cmd in ("reload", "upgrade", "add_workers", "remove_workers"):
             client.reply({"ok": False, "error": f"the server is stopping; {cmd} refused"})
             return
         if cmd == "status":
             assert self.board is not None
-            health = {"boot_failures": self.boot_failures,
-                      "last_boot_error": self.last_boot_error if self.boot_failures else "",
-                      "crashes": self.crashes,
-                      "last_crash": self.last_crash,
-                      "last_crash_age": (round(time.monotonic() - self.last_crash_at, 1)
-                                         if self.crashes else None)}
+            health = {"boot_failures": sup.boot_failures,
+                      "last_boot_error": sup.last_boot_error if sup.boot_failures else "",
+                      "crashes": sup.crashes,
+                      "last_crash": sup.last_crash,
+                      "last_crash_age": (round(time.monotonic() - sup.last_crash_at, 1)
+                                         if sup.crashes else None),
+                      "reload": _reload_status(sup)}
             client.reply({"ok": True, **server_status(self.view(), self.started,
-                                                      self.workers.values(), self.board, health)})
+                                                      list(sup.workers.values()), self.slots(),
+                                                      health)})
         elif cmd == "stop":
             client.reply({"ok": True, "pid": self.pid})
             self.stop(graceful=bool(req.get("graceful", True)))
         elif cmd == "reload":
-            self.reload()
-            if self.canary is not None:
-                self.reload_waiters.append(client)
-            elif self.upgrade.in_progress:
-                self.upgrade.waiters.append(client)
-            else:
+            if not self.reload(client):
                 client.reply({"ok": False, "error": "reload could not start (see the error log)"})
         elif cmd == "upgrade":
             self._start_upgrade()
@@ -916,10 +564,22 @@ class Master:
             if not isinstance(n, int) or n < 1:
                 client.reply({"ok": False, "error": "n must be a positive integer"})
                 return
-            target = self.wanted + n if cmd == "add_workers" else max(1, self.wanted - n)
-            client.reply({"ok": True, "workers": self._set_wanted(target)})
+            target = sup.wanted + n if cmd == "add_workers" else max(1, sup.wanted - n)
+            client.reply({"ok": True, "workers": sup.set_wanted(target)})
+            self._act()
         else:
             client.reply({"ok": False, "error": f"unknown command {cmd!r}"})
+
+
+def _reload_status(sup: Supervisor) -> str:
+    if sup.trial is not None:
+        canary = sup.workers.get(sup.trial.canary or 0)
+        state = canary.state.value if canary is not None else "starting"
+        return f"generation {sup.trial.generation}: canary {state}" + (
+            ", another reload queued" if sup.queued is not None else "")
+    if sup.rolling:
+        return f"generation {sup.generation}: replacing the old workers"
+    return ""
 
 
 def _raise_open_files_limit(wanted: int) -> None:
@@ -939,11 +599,3 @@ def _raise_open_files_limit(wanted: int) -> None:
     if target < wanted:
         log.warning("max_connections needs about %d open files but the hard limit is %d; "
                     "raise it (LimitNOFILE= in the systemd unit)", wanted, hard)
-
-
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-        setproctitle.setproctitle(title)
-    except ImportError:
-        pass

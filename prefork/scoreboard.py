@@ -22,9 +22,9 @@ FREE, BOOTING, READY, STOPPING = 0, 1, 2, 3
 STATE_NAMES = {FREE: "free", BOOTING: "booting", READY: "ready", STOPPING: "stopping"}
 
 # pid, worker number, generation, state, pad | booted_at (wall), heartbeat (monotonic),
-# requests, in-flight, pad | oldest in-flight start (monotonic) | "METHOD /path" of it |
-# a message from the worker (why it failed to boot)
-_LAYOUT = struct.Struct("=iIIB3x d d Q I4x d 96s 96s")
+# requests, in-flight, responses with a 5xx status | oldest in-flight start (monotonic) |
+# "METHOD /path" of it | a message from the worker (why it failed to boot)
+_LAYOUT = struct.Struct("=iIIB3x d d Q I I d 96s 96s")
 SLOT_SIZE = 256
 assert _LAYOUT.size <= SLOT_SIZE
 
@@ -33,6 +33,7 @@ _OFF_STATE = 12
 _OFF_HEARTBEAT = 24
 _OFF_REQUESTS = 32
 _OFF_INFLIGHT = 40
+_OFF_ERRORS = 44
 _OFF_OLDEST = 48
 _OFF_OLDEST_REQ = 56
 _OFF_MESSAGE = 152
@@ -55,6 +56,7 @@ class SlotView:
     heartbeat: float
     requests: int
     in_flight: int
+    errors: int
     oldest_start: float
     oldest_request: str
     message: str
@@ -78,7 +80,7 @@ class Scoreboard:
         for i in range(self.capacity):
             if self._state(i) == FREE:
                 _LAYOUT.pack_into(self.mem, i * SLOT_SIZE, pid, number, generation, BOOTING,
-                                  time.time(), time.monotonic(), 0, 0, 0.0, b"", b"")
+                                  time.time(), time.monotonic(), 0, 0, 0, 0.0, b"", b"")
                 return i
         raise RuntimeError(f"the scoreboard is full ({self.capacity} workers)")
 
@@ -92,9 +94,10 @@ class Scoreboard:
         return self.mem[index * SLOT_SIZE + _OFF_STATE]
 
     def read(self, index: int) -> SlotView:
-        pid, number, gen, state, booted, beat, reqs, inflight, oldest, oreq, msg = \
+        pid, number, gen, state, booted, beat, reqs, inflight, errors, oldest, oreq, msg = \
             _LAYOUT.unpack_from(self.mem, index * SLOT_SIZE)
-        return SlotView(index, pid, number, gen, state, booted, beat, reqs, inflight, oldest,
+        return SlotView(index, pid, number, gen, state, booted, beat, reqs, inflight, errors,
+                        oldest,
                         oreq.rstrip(b"\0").decode("latin-1"),
                         msg.rstrip(b"\0").decode("utf-8", "replace"))
 
@@ -122,10 +125,11 @@ class Slot:
         self.mem[self.base + _OFF_MESSAGE:self.base + _OFF_MESSAGE + 96] = raw.ljust(96, b"\0")
 
     def beat(self, now: float, requests: int, in_flight: int, oldest_start: float,
-             oldest_request: str) -> None:
+             oldest_request: str, errors: int = 0) -> None:
         mem, base = self.mem, self.base
         _Q.pack_into(mem, base + _OFF_REQUESTS, requests)
         _I.pack_into(mem, base + _OFF_INFLIGHT, in_flight)
+        _I.pack_into(mem, base + _OFF_ERRORS, errors & 0xFFFFFFFF)
         _D.pack_into(mem, base + _OFF_OLDEST, oldest_start)
         raw = oldest_request.encode("latin-1", "replace")[:96]
         mem[base + _OFF_OLDEST_REQ:base + _OFF_OLDEST_REQ + 96] = raw.ljust(96, b"\0")

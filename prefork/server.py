@@ -16,38 +16,13 @@ from typing import Any
 
 from . import sockets
 from .config import Config
-from .http.parser import Limits
 from .log import setup_error_log
-from .worker import WorkerSettings
 
 log = logging.getLogger("prefork.error")
 
 
 def setup_logging(cfg: Config) -> None:
     setup_error_log(cfg.loglevel, cfg.errorlog, cfg.syslog_addr, cfg.syslog_facility)
-
-
-def worker_settings(cfg: Config) -> WorkerSettings:
-    """The narrow settings object a worker reads, from the full configuration."""
-    return WorkerSettings(
-        threads=cfg.threads,
-        max_connections=cfg.max_connections,
-        keepalive=cfg.keepalive,
-        header_timeout=cfg.header_timeout,
-        body_timeout=cfg.body_timeout,
-        body_min_rate=cfg.body_min_rate,
-        write_timeout=cfg.write_timeout,
-        graceful_timeout=cfg.graceful_timeout,
-        limits=Limits(request_line=cfg.limit_request_line, fields=cfg.limit_request_fields,
-                      field_size=cfg.limit_request_field_size, body=cfg.limit_request_body),
-        spool_threshold=cfg.spool_threshold,
-        buffer_memory=cfg.limit_buffer_memory,
-        tmp_upload_dir=cfg.tmp_upload_dir or None,
-        root_path=cfg.root_path,
-        multiprocess=cfg.workers > 1,
-        accesslog=cfg.accesslog,
-        access_log_format=cfg.access_log_format,
-    )
 
 
 def _config(settings: dict[str, Any]) -> Config:

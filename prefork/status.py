@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .hooks import ServerView
-    from .master import WorkerProcess
-    from .scoreboard import Scoreboard
+    from .scoreboard import SlotView
+    from .supervisor import WorkerRecord
 
 
-def server_status(server: ServerView, started: float, workers: Iterable[WorkerProcess],
-                  board: Scoreboard, health: dict[str, Any] | None = None) -> dict[str, Any]:
+def server_status(server: ServerView, started: float, workers: Iterable[WorkerRecord],
+                  slots: dict[int, SlotView], health: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
     """The status answer: ``{"master": {...}, "workers": [...]}``, workers by number.
 
     ``started`` is the master's start as ``time.time()``; ``health`` (boot
@@ -27,9 +28,11 @@ def server_status(server: ServerView, started: float, workers: Iterable[WorkerPr
     now, wall = time.monotonic(), time.time()
     report = []
     for w in sorted(workers, key=lambda x: x.number):
-        slot = board.read(w.slot)
+        slot = slots.get(w.number)
+        if slot is None or not w.pid:
+            continue        # not forked yet
         info = {"pid": w.pid, "number": w.number, "generation": w.generation,
-                "state": "retiring" if w.retiring else slot.state_name,
+                "state": w.state.value,
                 "requests": slot.requests, "in_flight": slot.in_flight,
                 "oldest_request": slot.oldest_request,
                 "oldest_request_age": round(now - slot.oldest_start, 3) if slot.oldest_start else 0,

@@ -50,7 +50,8 @@ from . import sockets
 
 if TYPE_CHECKING:
     from .config import Config
-    from .master import Master, WorkerProcess
+    from .master import Master
+    from .supervisor import WorkerRecord
 
 log = logging.getLogger("prefork.error")
 
@@ -281,7 +282,7 @@ class Systemd:
                       f"STATUS=Reload failed; {self._status_text(master, now)} (see the log)")
             self.last_status_at = now
             return
-        if self.is_reloading or not master.announced_ready:
+        if self.is_reloading or master.supervisor.reloading:
             return
         workers = len(_serving(master))
         if workers != self.last_workers or now - self.last_status_at >= STATUS_INTERVAL:
@@ -290,15 +291,14 @@ class Systemd:
             self.send(f"STATUS={self.last_status}")
 
     def _status_text(self, master: Master, now: float) -> str:
-        board = master.board
         serving = _serving(master)
+        slots = master.slots()
         in_flight = 0
         counts = {}
-        if board is not None:
-            for w in serving:
-                slot = board.read(w.slot)
-                in_flight += slot.in_flight
-                counts[w.pid] = slot.requests
+        for w in serving:
+            if w.number in slots:
+                in_flight += slots[w.number].in_flight
+                counts[w.pid] = slots[w.number].requests
         # Requests per second since the last sample, from the per-worker counters
         # (a replaced worker's counter starts again at 0).
         new = sum(max(0, c - self.req_seen.get(pid, 0)) for pid, c in counts.items())
@@ -310,26 +310,19 @@ class Systemd:
                 f"generation {master.generation}")
 
 
-def _serving(master: Master) -> list[WorkerProcess]:
-    return [w for w in master.workers.values() if not w.retiring and w.ready_since is not None]
+def _serving(master: Master) -> list[WorkerRecord]:
+    return master.supervisor.serving() if master.sup is not None else []
 
 
 def healthy(master: Master, now: float) -> bool:
-    """No ready, non-retiring worker has missed its heartbeat past ``timeout``."""
-    board = master.board
-    if board is None:
+    """No serving worker has missed its heartbeat past ``timeout``, none is being aborted."""
+    if master.sup is None:
         return True
-    for w in master.workers.values():
-        if w.retiring or w.ready_since is None:
-            continue
-        if w.aborted or now - board.read(w.slot).heartbeat > master.cfg.timeout:
-            return False
-    return True
+    return master.sup.healthy(master.slots(), now)
 
 
 def reload_in_progress(master: Master) -> bool:
-    return (master.canary is not None or master.reload_generation is not None
-            or master.upgrade.in_progress or not master.announced_ready)
+    return master.upgrade.in_progress or (master.sup is not None and master.sup.reloading)
 
 
 def covers(sock: socket.socket, address: str) -> bool:

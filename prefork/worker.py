@@ -119,6 +119,7 @@ class WorkerSettings:
     multiprocess: bool = False
     accesslog: str = ""
     access_log_format: str = ""
+    ready_path: str = ""
 
 
 class SocketWriter:
@@ -176,6 +177,16 @@ class SocketWriter:
         except OSError as e:
             raise ClientGone(str(e)) from e
         return total
+
+
+class _Sink:
+    """A transport that keeps nothing: the self-check needs only the status."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        return count
 
 
 class LogEvery:
@@ -308,6 +319,8 @@ class Worker:
         # Requests served, one counter per pool thread: each thread writes
         # only its own, so no update is lost (+= on a shared int can be).
         self.served = [0] * self.settings.threads
+        # Of those, answered with a 5xx status (a reload's canary is judged by it).
+        self.errors = [0] * self.settings.threads
         # Server hooks, set by the master: (worker_view, environ[, status]).
         self.pre_request: Callable[..., Any] | None = None
         self.post_request: Callable[..., Any] | None = None
@@ -347,6 +360,33 @@ class Worker:
             dump_stacks_to_error_log(self.dump_signal)   # it held the old file's fd
         if self.access_log is not None:
             self.access_log.reopen()
+
+    def self_check(self, path: str) -> str:
+        """Send the app ``GET path`` through the request path the clients'
+        requests take (parser, environ, the app, response framing), before
+        this worker accepts anything. Returns what is wrong ("" when the
+        answer is a 2xx or 3xx)."""
+        raw = (f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: prefork-ready-check\r\n"
+               "Connection: close\r\n\r\n").encode("latin-1", "replace")
+        http = HTTPConnection(self.settings.limits, self.settings.spool_threshold, None)
+        try:
+            http.receive(raw)
+            req = http.next_request()
+        except HTTPError as e:
+            return f"ready_path {path!r} is not a valid request target: {e}"
+        assert req is not None
+        sink = _Sink()
+        exchange = Exchange(sink, "GET", req.head.version, False, None)
+        base = self.listeners[0].base if self.listeners else base_environ("localhost", "0")
+        try:
+            run_app(self.app, make_environ(req, base, ("127.0.0.1", "0")), exchange)
+        except ClientGone as e:
+            return f"GET {path} failed: {e}"
+        finally:
+            req.body.close()
+        if not 200 <= exchange.code < 400:
+            return f"GET {path} answered {exchange.status or 'nothing'}"
+        return ""
 
     def run(self) -> None:
         s = self.settings
@@ -444,7 +484,7 @@ class Worker:
                 if not oldest or item[0] < oldest:
                     oldest = item[0]
                     oldest_req = f"{item[1].method} {item[1].target}"
-        self.slot.beat(now, self.requests, in_flight, oldest, oldest_req)
+        self.slot.beat(now, self.requests, in_flight, oldest, oldest_req, sum(self.errors))
 
     @property
     def requests(self) -> int:
@@ -856,6 +896,8 @@ class Worker:
                 access_log.log(environ, exchange.status, exchange.bytes_sent, exchange.headers,
                                start, time.monotonic())
             self.served[index] += 1
+            if exchange.code >= 500:
+                self.errors[index] += 1
             conn.served = True
             if not keep:
                 self._close(conn)

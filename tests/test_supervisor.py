@@ -1,0 +1,498 @@
+"""The supervision policy, sans I/O: a fake clock, fake forks, fake slots.
+
+Each test drives prefork.supervisor.Supervisor the way the master does —
+forks reported, scoreboard passes, exits with their status — and asserts on
+the actions it returns. No process is started; the same decisions are
+checked end to end by tests/e2e/test_master.py and tests/chaos/.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from prefork.config import Config
+from prefork.scoreboard import BOOTING, READY, STOPPING, SlotView
+from prefork.supervisor import (
+    BACKOFF_MAX,
+    CRASH_QUIET,
+    FORK_RETRY,
+    KILL_GRACE,
+    MASTER_BOOT_ERROR,
+    STACKS_GRACE,
+    WORKER_BOOT_ERROR,
+    Ready,
+    ReloadDone,
+    Signal,
+    Spawn,
+    Stopping,
+    Supervisor,
+    Switch,
+    WantedChanged,
+    WorkerState,
+    backoff,
+)
+
+pytestmark = pytest.mark.timeout(10)
+S = WorkerState
+
+
+class Harness:
+    """The master's side, faked: forks succeed (unless told not to), slots are
+    plain values the test sets, and every action is kept for assertions."""
+
+    def __init__(self, **settings: Any):
+        settings.setdefault("workers", 2)
+        settings.setdefault("canary_probation", 1.0)
+        self.cfg = Config(settings)
+        self.now = 1000.0
+        self.sup = Supervisor(self.cfg, 64, hooks="hooks-1", rng=random.Random(1))
+        self.slots: dict[int, SlotView] = {}
+        self.next_pid = 100
+        self.fail_forks = False
+        self.log: list[Any] = []
+        self.sup.start(self.now)
+        self.act()
+
+    # -- the master's side ---------------------------------------------------
+
+    def act(self) -> list[Any]:
+        done = []
+        while True:
+            actions = self.sup.take()
+            if not actions:
+                return done
+            for a in actions:
+                done.append(a)
+                self.log.append(a)
+                if isinstance(a, Spawn):
+                    if self.fail_forks:
+                        self.sup.fork_failed(a.number, "cannot fork a worker: EAGAIN", self.now)
+                        continue
+                    self.next_pid += 1
+                    self.slots[a.number] = SlotView(a.number, self.next_pid, a.number,
+                                                    a.generation, BOOTING, 0.0, self.now, 0, 0,
+                                                    0, 0.0, "", "")
+                    self.sup.forked(a.number, self.next_pid, a.number, self.now)
+
+    def tick(self, dt: float = 0.25, rss: dict[int, int] | None = None) -> list[Any]:
+        self.now += dt
+        for n, slot in self.slots.items():
+            if slot.state in (READY, STOPPING) and n not in self.hung:
+                self.slots[n] = replace(slot, heartbeat=self.now)
+        self.sup.tick(dict(self.slots), self.now, rss)
+        return self.act()
+
+    hung: set[int] = set()
+
+    def set(self, number: int, **fields: Any) -> None:
+        self.slots[number] = replace(self.slots[number], **fields)
+
+    def ready(self, *numbers: int) -> list[Any]:
+        for n in numbers:
+            self.set(n, state=READY, heartbeat=self.now)
+        return self.tick(0.0)
+
+    def exit(self, number: int, code: int, dt: float = 0.0) -> list[Any]:
+        self.now += dt
+        w = self.sup.workers[number]
+        slot = self.slots.pop(number)
+        self.sup.exited(w.pid, code, slot, self.now)
+        return self.act()
+
+    def retire_acknowledged(self) -> None:
+        """Workers sent TERM close their listeners (the slot says STOPPING)."""
+        for w in self.sup.workers.values():
+            if w.state is S.RETIRING and w.number in self.slots:
+                self.set(w.number, state=STOPPING)
+
+    def reap_retired(self) -> None:
+        for w in list(self.sup.workers.values()):
+            if w.state in (S.RETIRING, S.KILLED):
+                self.exit(w.number, 0)
+
+    # -- what happened ---------------------------------------------------------
+
+    def numbers(self, *states: WorkerState) -> list[int]:
+        return sorted(w.number for w in self.sup.workers.values() if w.state in states)
+
+    def spawns(self, actions: list[Any]) -> list[Spawn]:
+        return [a for a in actions if isinstance(a, Spawn)]
+
+    def signals_to(self, number: int, actions: list[Any]) -> list[int]:
+        pid = self.sup.workers[number].pid if number in self.sup.workers else None
+        return [a.sig for a in actions if isinstance(a, Signal) and a.pid == pid]
+
+
+def booted(**settings: Any) -> Harness:
+    h = Harness(**settings)
+    h.ready(*h.numbers(S.BOOTING))
+    return h
+
+
+# -- boot and announce ---------------------------------------------------------
+
+def test_start_spawns_the_wanted_workers_and_says_ready_once_all_are():
+    h = Harness(workers=3)
+    assert [s.number for s in h.spawns(h.log)] == [1, 2, 3]
+    assert h.numbers(S.BOOTING) == [1, 2, 3]
+    assert not [a for a in h.ready(1, 2) if isinstance(a, Ready)]
+    out = h.ready(3)
+    assert [a for a in out if isinstance(a, Ready)] == [Ready(1, 3)]
+    assert not [a for a in h.tick() if isinstance(a, Ready)]      # once only
+    assert h.numbers(S.READY) == [1, 2, 3]
+
+
+def test_transitions_outside_the_table_are_refused():
+    h = Harness(workers=1)
+    w = h.sup.workers[1]
+    with pytest.raises(AssertionError):
+        h.sup._enter(w, S.FORKING, h.now)
+
+
+def test_a_worker_that_does_not_boot_in_time_is_aborted_then_killed():
+    h = Harness(workers=1, timeout=5)
+    out = h.tick(5.5)
+    assert h.signals_to(1, out) == [signal.SIGUSR2]
+    assert h.sup.workers[1].state is S.DUMPING
+    out = h.tick(STACKS_GRACE)
+    assert h.signals_to(1, out) == [signal.SIGABRT]
+    assert h.sup.workers[1].state is S.ABORTED
+    out = h.tick(KILL_GRACE)
+    assert h.signals_to(1, out) == [signal.SIGKILL]
+    h.exit(1, -signal.SIGKILL)
+    assert h.sup.boot_failures == 1      # it never booted: a boot failure
+
+
+# -- boot failures ---------------------------------------------------------------
+
+def test_a_wave_of_boot_failures_counts_once_and_backs_off():
+    h = Harness(workers=3, max_boot_failures=5)
+    for n in (1, 2, 3):
+        h.exit(n, WORKER_BOOT_ERROR)
+    assert h.sup.boot_failures == 1
+    assert h.sup.spawn_after == pytest.approx(h.now + backoff(1))
+    assert not h.spawns(h.tick(0.1))            # still backing off
+    out = h.tick(0.2)
+    assert len(h.spawns(out)) == 1              # one at a time until one boots
+
+
+def test_boot_failures_with_nothing_serving_stop_the_server_with_status_3():
+    h = Harness(workers=1, max_boot_failures=3)
+    for _ in range(3):
+        (n,) = h.numbers(S.BOOTING)
+        out = h.exit(n, WORKER_BOOT_ERROR)
+        if h.sup.stopping:
+            break
+        h.tick(BACKOFF_MAX)
+    assert h.sup.exit_code == MASTER_BOOT_ERROR
+    assert Stopping(True) in out
+    assert h.sup.done
+
+
+def test_replacements_that_fail_to_boot_never_stop_the_healthy_workers():
+    h = booted(workers=2, max_requests=10, max_boot_failures=2, max_recycling=1)
+    h.set(1, requests=11)
+    out = h.tick()
+    (spawn,) = h.spawns(out)
+    assert h.sup.workers[1].state is S.REPLACED
+    for _ in range(6):        # the replacement keeps failing: 3 x the limit
+        h.exit(spawn.number, WORKER_BOOT_ERROR)
+        assert h.sup.workers[1].state is S.READY      # back to serving, not retired
+        out = h.tick(BACKOFF_MAX)
+        spawns = h.spawns(out)
+        if not spawns:
+            out = h.tick(BACKOFF_MAX)
+            spawns = h.spawns(out)
+        (spawn,) = spawns
+    assert not h.sup.stopping
+    assert h.sup.boot_failures >= 2
+    assert len(h.sup.serving()) == 2
+    # The dependency comes back: the replacement boots, the old one retires.
+    h.ready(spawn.number)
+    assert h.sup.workers[1].state is S.RETIRING
+    assert h.sup.boot_failures == 0
+
+
+def test_fork_failure_keeps_the_running_workers_and_retries_later():
+    h = booted(workers=2)
+    h.fail_forks = True
+    h.exit(2, -signal.SIGSEGV)                       # a crash: a respawn is due
+    h.tick(1.0)
+    assert h.sup.spawn_after >= h.now
+    assert not h.sup.stopping and h.numbers(S.READY) == [1]
+    h.fail_forks = False
+    out = h.tick(FORK_RETRY + BACKOFF_MAX)
+    assert len(h.spawns(out)) == 1
+
+
+# -- crashes after boot ------------------------------------------------------------
+
+def test_crashes_after_boot_back_off_more_each_time_and_never_stop_the_server():
+    h = booted(workers=1, max_boot_failures=2)
+    delays = []
+    for _ in range(6):
+        (n,) = h.numbers(S.READY)
+        h.exit(n, -signal.SIGSEGV)
+        delays.append(round(h.sup.spawn_after - h.now, 3))
+        h.now = h.sup.spawn_after
+        out = h.tick(0.0)
+        (spawn,) = h.spawns(out)
+        h.ready(spawn.number)          # boots fine, and crashes right after
+    assert delays == [backoff(i) for i in range(6)]
+    assert not h.sup.stopping and h.sup.boot_failures == 0
+    assert h.sup.crashes == 6 and "SIGSEGV" in h.sup.last_crash
+
+
+def test_the_crash_streak_resets_after_a_quiet_spell():
+    h = booted(workers=1)
+    h.exit(1, -signal.SIGSEGV)
+    h.now = h.sup.spawn_after
+    (spawn,) = h.spawns(h.tick(0.0))
+    h.ready(spawn.number)
+    h.exit(spawn.number, -signal.SIGSEGV, dt=CRASH_QUIET + 1)
+    assert h.sup.crash_streak == 1
+    assert h.sup.spawn_after - h.now == pytest.approx(backoff(0))
+
+
+def test_a_worker_ready_on_the_board_but_not_yet_seen_crashes_after_boot():
+    h = Harness(workers=1, max_boot_failures=1)
+    h.set(1, state=READY)                  # ready; the master has not looked yet
+    h.exit(1, -signal.SIGSEGV)
+    assert h.sup.boot_failures == 0 and h.sup.crashes == 1
+    assert not h.sup.stopping
+
+
+# -- heartbeats, request_timeout, recycling ---------------------------------------
+
+def test_a_silent_worker_is_aborted_and_its_death_is_not_a_crash():
+    h = booted(workers=2, timeout=10)
+    h.hung = {1}
+    out = h.tick(10.5)
+    assert h.signals_to(1, out) == [signal.SIGUSR2]      # the stacks first, on their own
+    assert not h.sup.healthy(h.slots, h.now)
+    out = h.tick(STACKS_GRACE)
+    assert h.signals_to(1, out) == [signal.SIGABRT]
+    out = h.tick(KILL_GRACE)
+    assert h.signals_to(1, out) == [signal.SIGKILL]
+    assert len(h.spawns(out)) == 1          # its replacement starts with the KILL
+    out = h.exit(1, -signal.SIGKILL)
+    assert h.sup.crashes == 0 and h.sup.boot_failures == 0
+    assert not h.spawns(out)
+
+
+def test_request_timeout_dumps_stacks_once_and_replaces_within_max_recycling():
+    h = booted(workers=3, request_timeout=5, max_recycling=1)
+    for n in (1, 2, 3):
+        h.set(n, oldest_start=h.now, oldest_request="GET /slow")
+    out = h.tick(6)
+    usr2 = [a for a in out if isinstance(a, Signal) and a.sig == signal.SIGUSR2]
+    assert len(usr2) == 3                  # every overdue request's stacks
+    assert len(h.spawns(out)) == 1         # but one replacement at a time
+    out = h.tick()
+    assert not [a for a in out if isinstance(a, Signal) and a.sig == signal.SIGUSR2]
+    assert not h.spawns(out)
+
+
+def test_max_requests_recycles_one_at_a_time_and_retires_after_the_successor_is_ready():
+    h = booted(workers=4, max_requests=100, max_requests_jitter=0, max_recycling=1)
+    for n in (1, 2, 3, 4):
+        h.set(n, requests=100)
+    (spawn,) = h.spawns(h.tick())
+    assert h.numbers(S.REPLACED) == [1]
+    assert not h.spawns(h.tick())
+    h.ready(spawn.number)
+    assert h.sup.workers[1].state is S.RETIRING
+    assert h.signals_to(1, h.log[-3:]) == [signal.SIGTERM]
+    (spawn,) = h.spawns(h.tick())
+    assert h.numbers(S.REPLACED) == [2]
+
+
+def test_max_requests_jitter_spreads_the_limits():
+    h = Harness(workers=8, max_requests=1000, max_requests_jitter=500)
+    limits = {w.max_requests for w in h.sup.workers.values()}
+    assert len(limits) > 4 and all(1000 <= x <= 1500 for x in limits)
+
+
+def test_memory_limit_replaces_a_worker_over_it():
+    h = booted(workers=2, max_worker_memory=100)
+    out = h.tick(rss={1: 50 << 20, 2: 150 << 20})
+    assert len(h.spawns(out)) == 1 and h.numbers(S.REPLACED) == [2]
+
+
+# -- scaling -------------------------------------------------------------------------
+
+def test_set_wanted_is_capped_and_retires_the_oldest_workers():
+    h = booted(workers=3)
+    assert h.sup.set_wanted(100) == 32
+    h.act()
+    assert h.sup.set_wanted(1) == 1
+    out = h.tick()
+    assert WantedChanged(1, 32) in out
+    assert h.numbers(S.RETIRING)[:2] == [1, 2]
+
+
+# -- reload: canary, probation, rollback ------------------------------------------------
+
+def new_cfg(h: Harness, **changes: Any) -> Config:
+    values = {"workers": h.cfg.workers, "canary_probation": h.cfg.canary_probation, **changes}
+    return Config(values)
+
+
+def test_reload_boots_one_canary_that_serves_on_probation_before_any_old_worker_leaves():
+    h = booted(workers=2, canary_probation=2.0)
+    cfg2 = new_cfg(h)
+    ticket = h.sup.reload(cfg2, h.now, hooks="hooks-2")
+    (spawn,) = h.spawns(h.act())
+    assert (spawn.generation, spawn.cfg, spawn.hooks) == (2, cfg2, "hooks-2")
+    h.ready(spawn.number)
+    assert h.sup.workers[spawn.number].state is S.PROBATION
+    h.tick(1.0)
+    assert h.numbers(S.READY) == [1, 2] and h.sup.generation == 1      # nobody retired yet
+    out = h.tick(1.0)
+    assert Switch(cfg2, "hooks-2") in out
+    assert h.sup.generation == 2 and h.numbers(S.RETIRING) == [1]
+    h.tick()                                   # worker 2 is replaced at once
+    (successor,) = [w for w in h.sup.workers.values() if w.state is S.BOOTING]
+    h.ready(successor.number)
+    h.retire_acknowledged()
+    out = h.tick()
+    assert ReloadDone((ticket,), True, 2) in out
+    assert [a for a in h.log if isinstance(a, Ready)] == [Ready(1, 2), Ready(2, 2)]
+
+
+def test_a_canary_that_dies_on_probation_rolls_the_reload_back_without_a_crash_loop():
+    h = booted(workers=2)
+    ticket = h.sup.reload(new_cfg(h), h.now)
+    (spawn,) = h.spawns(h.act())
+    h.ready(spawn.number)
+    out = h.exit(spawn.number, -signal.SIGSEGV, dt=0.3)
+    (done,) = [a for a in out if isinstance(a, ReloadDone)]
+    assert done.tickets == (ticket,) and not done.ok and "SIGSEGV" in done.error
+    assert h.sup.generation == 1 and h.sup.trial is None
+    for _ in range(20):
+        assert not h.spawns(h.tick())      # no new canary, no respawn of it
+    assert h.numbers(S.READY) == [1, 2]
+
+
+def test_a_canary_answering_mostly_5xx_fails_while_the_old_workers_answer_fine():
+    h = booted(workers=2)
+    ticket = h.sup.reload(new_cfg(h), h.now)
+    (spawn,) = h.spawns(h.act())
+    c = spawn.number
+    h.ready(c)
+    h.set(c, requests=10, errors=8)
+    h.set(1, requests=20, errors=0)
+    h.set(2, requests=20, errors=1)
+    out = h.tick(0.3)
+    assert signal.SIGTERM in h.signals_to(c, out)
+    (done,) = [a for a in out if isinstance(a, ReloadDone)]
+    assert done.tickets == (ticket,) and not done.ok and "8 of 10" in done.error
+    assert h.sup.generation == 1
+
+
+def test_a_canary_as_broken_as_the_old_code_is_not_blamed_for_it():
+    h = booted(workers=2)
+    h.sup.reload(new_cfg(h), h.now)
+    (spawn,) = h.spawns(h.act())
+    h.ready(spawn.number)
+    h.set(spawn.number, requests=10, errors=9)
+    h.set(1, requests=10, errors=9)
+    h.set(2, requests=10, errors=8)
+    h.tick(0.5)
+    out = h.tick(0.6)
+    assert any(isinstance(a, Switch) for a in out)
+
+
+def test_a_reload_asked_for_during_a_canary_is_queued_not_lost():
+    h = booted(workers=1, canary_probation=0.5)
+    first = h.sup.reload(new_cfg(h), h.now, hooks="v2")
+    (c2,) = h.spawns(h.act())
+    second = h.sup.reload(new_cfg(h), h.now, hooks="v3")
+    third = h.sup.reload(new_cfg(h), h.now, hooks="v3b")     # merged with the second
+    assert not h.spawns(h.act())
+    h.ready(c2.number)
+    out = h.tick(0.6)
+    assert any(isinstance(a, Switch) for a in out)
+    (c3,) = [s for s in h.spawns(out) if s.generation == 3]
+    assert c3.hooks == "v3b"
+    h.ready(c3.number)
+    h.tick(0.6)
+    assert h.sup.generation == 3
+    for _ in range(3):
+        h.retire_acknowledged()
+        h.reap_retired()
+        booting = h.numbers(S.BOOTING)
+        if booting:
+            h.ready(*booting)
+        h.tick()
+    done = [a for a in h.log if isinstance(a, ReloadDone)]
+    assert {t for d in done if d.ok for t in d.tickets} == {first, second, third}
+    assert [d.generation for d in done if third in d.tickets] == [3]
+
+
+def test_a_reload_with_another_worker_count_applies_it_once_accepted():
+    h = booted(workers=2, canary_probation=0.0)
+    h.sup.reload(new_cfg(h, workers=3), h.now)
+    (c,) = h.spawns(h.act())
+    assert h.sup.wanted == 2
+    out = h.ready(c.number)
+    assert WantedChanged(3, 2) in out and h.sup.wanted == 3
+
+
+# -- stopping --------------------------------------------------------------------------
+
+def test_a_graceful_stop_terms_everyone_and_kills_at_the_deadline():
+    h = booted(workers=2, graceful_timeout=5)
+    h.sup.stop(True, h.now)
+    out = h.act()
+    assert Stopping(True) in out
+    assert sorted(a.sig for a in out if isinstance(a, Signal)) == [signal.SIGTERM] * 2
+    assert not [a for a in h.tick(5.5) if isinstance(a, Signal)]
+    out = h.tick(1.0)
+    assert sorted(a.sig for a in out if isinstance(a, Signal)) == [signal.SIGKILL] * 2
+
+
+def test_a_fast_stop_after_a_graceful_one_shortens_the_deadline():
+    h = booted(workers=1, graceful_timeout=30)
+    h.sup.stop(True, h.now)
+    h.act()
+    h.sup.stop(False, h.now)
+    out = h.act()
+    assert h.signals_to(1, out) == [signal.SIGQUIT]
+    out = h.tick(2.5)
+    assert h.signals_to(1, out) == [signal.SIGKILL]
+    h.sup.stop(True, h.now)       # a fast stop stays fast
+    assert not h.act()
+
+
+def test_nothing_new_starts_while_stopping():
+    h = booted(workers=2, max_requests=1)
+    h.sup.reload(new_cfg(h), h.now)
+    (canary,) = h.spawns(h.act())
+    h.sup.stop(True, h.now)
+    out = h.act()
+    assert any(isinstance(a, ReloadDone) and not a.ok for a in out)
+    assert signal.SIGTERM in h.signals_to(canary.number, out)
+    ticket = h.sup.reload(new_cfg(h), h.now)
+    assert ReloadDone((ticket,), False, error="the server is stopping") in h.act()
+    h.set(1, requests=10)
+    h.exit(2, -signal.SIGSEGV)
+    assert not h.spawns(h.tick())
+    for n in list(h.sup.workers):
+        h.exit(n, 0)
+    assert h.sup.done
+
+
+def test_a_worker_forked_just_as_the_stop_began_is_stopped_too():
+    h = booted(workers=1)
+    h.sup._spawn(h.now)                    # decided before the stop ...
+    h.sup.stop(True, h.now)
+    out = h.act()                          # ... forked after it
+    (late,) = [w for w in h.sup.workers.values() if w.number != 1]
+    assert late.state is S.RETIRING
+    assert signal.SIGTERM in h.signals_to(late.number, out)
