@@ -274,6 +274,8 @@ def format_status(answer: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines += ["  ".join(c.rjust(wd) if i not in (3,) else c.ljust(wd)
                         for i, (c, wd) in enumerate(zip(r, widths, strict=True))) for r in rows]
+    if m.get("reload"):
+        lines += ["", f"reload in progress: {m['reload']}"]
     if m.get("boot_failures"):
         lines += ["", f"workers failing to boot: {m['boot_failures']} in a row: "
                       f"{m['last_boot_error']}"]

@@ -63,6 +63,18 @@ def test_status_table_and_json():
         assert all(w["rss"] > 0 and w["state"] == "ready" for w in workers)
 
 
+def test_status_shows_a_reload_under_way_and_each_workers_state():
+    with running("testapp:app", "--workers", "2", "--canary-probation", "30") as s:
+        s.signal(signal.SIGHUP)
+        s.wait_for_log(r"on probation for 30 s")
+        out = prefork("status", "--control-socket", ctl_of(s))
+        assert out.returncode == 0, out.stderr
+        assert "reload in progress: generation 2: canary probation" in out.stdout
+        data = json.loads(prefork("status", "--json", "--control-socket", ctl_of(s)).stdout)
+        states = sorted((w["generation"], w["state"]) for w in data["workers"])
+        assert states == [(1, "ready"), (1, "ready"), (2, "probation")]
+
+
 def test_status_shows_the_oldest_in_flight_request():
     with running("testapp:app") as s:
         c = s.connect()
