@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
-from server import LoadLoop, get, running, wait_until, workers_of
+from server import LoadLoop, ServerProcess, get, running, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -21,12 +24,18 @@ def versions(load: LoadLoop) -> set[str]:
     return {b.split()[0].decode() for b in load.bodies}
 
 
-def test_a_deploy_that_answers_500_to_everything_is_rolled_back(tmp_path):
+@contextmanager
+def deployed(tmp_path: Path, *args: str) -> Iterator[tuple[ServerProcess, Path, list[int]]]:
+    """v1 of versioned:app on 2 workers: the server, its VERSION file, its workers."""
     version = tmp_path / "VERSION"
     version.write_text("v1")
-    with running("versioned:app", "--workers", "2", "--canary-probation", "3",
+    with running("versioned:app", "--workers", "2", *args,
                  env={"VERSION_FILE": str(version)}) as s:
-        before = wait_until(lambda: len(workers_of(s)) == 2 and workers_of(s))
+        yield s, version, wait_until(lambda: len(workers_of(s)) == 2 and workers_of(s))
+
+
+def test_a_deploy_that_answers_500_to_everything_is_rolled_back(tmp_path):
+    with deployed(tmp_path, "--canary-probation", "3") as (s, version, before):
         load = LoadLoop(s, "/", threads=4)
         try:
             version.write_text("fails-2")
@@ -48,11 +57,7 @@ def test_a_deploy_that_answers_500_to_everything_is_rolled_back(tmp_path):
 
 
 def test_a_deploy_that_kills_its_worker_on_every_request_is_rolled_back(tmp_path):
-    version = tmp_path / "VERSION"
-    version.write_text("v1")
-    with running("versioned:app", "--workers", "2", "--canary-probation", "3",
-                 env={"VERSION_FILE": str(version)}) as s:
-        before = wait_until(lambda: len(workers_of(s)) == 2 and workers_of(s))
+    with deployed(tmp_path, "--canary-probation", "3") as (s, version, before):
         load = LoadLoop(s, "/", threads=4)
         try:
             version.write_text("crashes-2")
@@ -69,11 +74,7 @@ def test_a_deploy_that_kills_its_worker_on_every_request_is_rolled_back(tmp_path
 
 
 def test_ready_path_keeps_a_deploy_that_fails_it_from_ever_taking_a_request(tmp_path):
-    version = tmp_path / "VERSION"
-    version.write_text("v1")
-    with running("versioned:app", "--workers", "2", "--ready-path", "/healthz",
-                 env={"VERSION_FILE": str(version)}) as s:
-        before = wait_until(lambda: len(workers_of(s)) == 2 and workers_of(s))
+    with deployed(tmp_path, "--ready-path", "/healthz") as (s, version, before):
         load = LoadLoop(s, "/", threads=4, strict=True)
         try:
             version.write_text("unhealthy-2")
@@ -91,10 +92,7 @@ def test_ready_path_keeps_a_deploy_that_fails_it_from_ever_taking_a_request(tmp_
 
 
 def test_a_reload_asked_for_while_the_canary_is_on_probation_is_not_lost(tmp_path):
-    version = tmp_path / "VERSION"
-    version.write_text("v1")
-    with running("versioned:app", "--workers", "2", "--canary-probation", "2",
-                 env={"VERSION_FILE": str(version)}) as s:
+    with deployed(tmp_path, "--canary-probation", "2") as (s, version, _):
         load = LoadLoop(s, "/", threads=4, strict=True)
         try:
             version.write_text("v2")
