@@ -36,6 +36,20 @@ Only bytes of a request move a deadline: empty lines before a request do not,
 and a body must keep up ``body_min_rate`` on top of never pausing for
 ``body_timeout``.
 
+A connection's life is a :class:`ConnState`, changed only by
+``Worker._enter`` against a table::
+
+    NEW --request--> OWNED --kept alive--> IDLE --bytes--> READING --request--> OWNED ...
+    any --error answered--> LINGERING --EOF or 2 s--> CLOSED
+    NEW / IDLE --graceful stop--> DRAINING --request--> OWNED (answered with close)
+                                           --STOP_GRACE--> LINGERING --> CLOSED
+
+OWNED belongs to one pool thread, every other state to the loop. A graceful
+stop closes the listeners, answers every request already sent (with
+``Connection: close``), gives idle connections STOP_GRACE for one on its
+way, then closes them with a lingering close (write side shut, input
+drained), so a request in flight meets a clean end of file, never a reset.
+
 Whatever goes wrong while one connection is read, parsed or spooled (a bug,
 a full upload directory) is logged with its traceback and answered on that
 connection alone (500, or the protocol error's status); the loop, the other
@@ -44,6 +58,7 @@ connections and the worker carry on.
 
 from __future__ import annotations
 
+import enum
 import errno
 import logging
 import os
@@ -58,7 +73,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from .http.connection import HTTPConnection, Request
-from .http.errors import ClientGone, HTTPError, InternalError
+from .http.errors import ClientGone, HTTPError, InternalError, RequestTimeout
 from .http.parser import Limits
 from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
 from .log import DEFAULT_ACCESS_FORMAT, AccessLog, dump_stacks_to_error_log, reopen_error_log
@@ -68,7 +83,7 @@ from .threads import start_thread
 log = logging.getLogger("prefork.error")
 
 EPOLLIN = select.EPOLLIN
-ARMED = select.EPOLLIN | select.EPOLLONESHOT
+ARMED_EVENTS = select.EPOLLIN | select.EPOLLONESHOT
 LISTEN_EVENTS = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0)
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LINGER_SECONDS = 2.0
@@ -234,11 +249,46 @@ class MemoryBudget:
         return self.held > 2 * self.limit
 
 
+class ConnState(enum.IntEnum):
+    """Where a connection is in its life. Who owns it follows from the state:
+    a pool thread in OWNED, the loop (armed in epoll) in every other one but
+    CLOSED, so a connection is never touched by two threads at once."""
+
+    NEW = 0         # accepted; its first request not complete yet (Worker.fresh counts these)
+    READING = 1     # a later request partly received: its head or its body
+    IDLE = 2        # kept alive between two requests, nothing buffered
+    OWNED = 3       # a complete request is with the pool: queued, served, answered
+    DRAINING = 4    # idle while the worker stops: STOP_GRACE to send one more request
+    LINGERING = 5   # answered an error, or drained at a stop: write side shut, input drained
+    CLOSED = 6
+
+
+C = ConnState
+
+
+def _mask(*states: ConnState) -> int:
+    return sum(1 << s for s in states)
+
+
+# The states each state may go to (a bit per state: checked with two int
+# operations, on every transition).
+_NEXT = (
+    _mask(C.OWNED, C.DRAINING, C.LINGERING, C.CLOSED),                      # NEW
+    _mask(C.OWNED, C.LINGERING, C.CLOSED),                                  # READING
+    _mask(C.READING, C.OWNED, C.DRAINING, C.LINGERING, C.CLOSED),           # IDLE
+    _mask(C.READING, C.IDLE, C.DRAINING, C.LINGERING, C.CLOSED),            # OWNED
+    _mask(C.READING, C.OWNED, C.LINGERING, C.CLOSED),                       # DRAINING
+    _mask(C.CLOSED),                                                        # LINGERING
+    0,                                                                      # CLOSED
+)
+ARMED = frozenset((C.NEW, C.READING, C.IDLE, C.DRAINING, C.LINGERING))   # the loop's
+
+
 class Conn:
     """One client connection and whatever part of a request it has sent."""
 
-    __slots__ = ("sock", "fd", "http", "peer", "base", "writer", "deadline", "waiting",
-                 "registered", "lingering", "served", "fresh", "body_since", "body_of")
+    __slots__ = ("sock", "fd", "http", "peer", "base", "writer", "deadline", "state",
+                 "registered", "body_since")
 
     def __init__(self, sock: socket.socket, peer: tuple[str, str], base: dict[str, Any],
                  settings: WorkerSettings, now: float, budget: MemoryBudget | None = None):
@@ -250,13 +300,9 @@ class Conn:
                                    settings.tmp_upload_dir, budget)
         self.writer = SocketWriter(sock, settings.write_timeout)
         self.deadline = now + settings.header_timeout
-        self.waiting = False      # armed in epoll, owned by the loop
-        self.registered = False
-        self.lingering = False    # answered an error; draining input until EOF
-        self.served = False       # has answered a request (so idle means kept alive)
-        self.fresh = True         # accepted, its first request not yet read (Worker.fresh)
-        self.body_since = 0.0     # when the body of request number body_of began
-        self.body_of = 0
+        self.state = C.NEW
+        self.registered = False   # known to epoll (armed again with modify)
+        self.body_since = 0.0     # when the body under way began (0: none yet)
 
 
 class Listener:
@@ -430,9 +476,8 @@ class Worker:
                         obj = conns.get(fd)
                         if obj is None:
                             continue
-                        obj.waiting = False
                         try:
-                            if obj.lingering:
+                            if obj.state is C.LINGERING:
                                 self._drain(obj)
                             else:
                                 self._read(obj)
@@ -493,9 +538,13 @@ class Worker:
     def _begin_graceful_stop(self) -> None:
         grace = time.monotonic() + STOP_GRACE
         for conn in list(self.conns.values()):
-            # A request half-received keeps its own deadline (within graceful_timeout).
-            if conn.http.idle and conn.deadline > grace:
-                conn.deadline = grace
+            # Idle (just accepted, or kept alive): STOP_GRACE for the request
+            # that may be on its way. A request half-received keeps its own
+            # deadline (within graceful_timeout); one with the pool gets its
+            # grace when it is answered (_wait_for_more).
+            if conn.state in (C.NEW, C.IDLE) and conn.http.idle:
+                self._enter(conn, C.DRAINING)
+                conn.deadline = min(conn.deadline, grace)
         with self.lock:
             self._update_accepting()
         for lst in self.listeners:
@@ -516,7 +565,7 @@ class Worker:
         for _ in self._threads:
             self.queue.put(None)
         for conn in list(self.conns.values()):
-            if conn.waiting or self.fast_stop:
+            if conn.state is not C.OWNED or self.fast_stop:
                 self._close(conn)
         deadline = time.monotonic() + (0.5 if self.fast_stop else 2.0)
         for t in self._threads:
@@ -636,16 +685,29 @@ class Worker:
                 lst.backlog_seen = False
                 self._accept(lst, self.settings.threads)
 
-    def _arm(self, conn: Conn) -> None:
-        conn.waiting = True
+    def _enter(self, conn: Conn, state: ConnState) -> None:
+        """Every change of a connection's state goes through here."""
+        old = conn.state
+        if not _NEXT[old] >> state & 1:
+            raise AssertionError(f"connection state {old.name} -> {state.name}")
+        if old is C.NEW:
+            self.fresh -= 1     # only the loop owns a NEW connection: no race
+        if state is C.OWNED:
+            conn.body_since = 0.0
+        conn.state = state
+
+    def _arm(self, conn: Conn, state: ConnState | None = None) -> None:
+        """Give ``conn`` back to epoll, in ``state`` when it changes: the
+        state is set before the connection can fire again."""
+        if state is not None and state is not conn.state:
+            self._enter(conn, state)
         try:
             if conn.registered:
-                self.ep.modify(conn.fd, ARMED)
+                self.ep.modify(conn.fd, ARMED_EVENTS)
             else:
                 conn.registered = True
-                self.ep.register(conn.fd, ARMED)
+                self.ep.register(conn.fd, ARMED_EVENTS)
         except (OSError, ValueError):
-            conn.waiting = False
             self._close(conn)
 
     def _read(self, conn: Conn) -> None:
@@ -676,9 +738,7 @@ class Worker:
             else:
                 self._wait_for_more(conn, self.now, was_idle)
             return
-        if conn.fresh:
-            conn.fresh = False
-            self.fresh -= 1
+        self._enter(conn, C.OWNED)
         with self.lock:
             self.busy += 1
             if self.accepting and self.busy >= self.settings.threads:
@@ -708,9 +768,10 @@ class Worker:
         to epoll. Called by the loop after a read and by a pool thread after a
         response."""
         http, s = conn.http, self.settings
+        state = C.NEW if conn.state is C.NEW else C.READING
         if http.waiting_for_body:
-            if conn.body_of != http.heads:
-                conn.body_of, conn.body_since = http.heads, now
+            if not conn.body_since:
+                conn.body_since = now
             conn.deadline = now + s.body_timeout
             if s.body_min_rate:
                 # Apache's MinRate: body_timeout from the start, and one more
@@ -726,13 +787,15 @@ class Worker:
                 except OSError:
                     self._close(conn)
                     return
-        elif http.idle:
-            conn.deadline = now + (s.keepalive if conn.served else s.header_timeout)
+        elif http.idle:     # a request answered: kept alive
+            state = C.IDLE
+            conn.deadline = now + s.keepalive
             if self.stopping:
+                state = C.DRAINING
                 conn.deadline = min(conn.deadline, now + STOP_GRACE)
         elif new_request:
             conn.deadline = now + s.header_timeout
-        self._arm(conn)
+        self._arm(conn, state)
 
     def _failed(self, conn: Conn, exc: Exception) -> None:
         """Something unexpected failed while the loop read, parsed or spooled
@@ -748,7 +811,7 @@ class Worker:
                   exc_info=exc if full else None)
         if conn.fd not in self.conns:
             return
-        if conn.lingering:
+        if conn.state is C.LINGERING:
             self._close(conn)
             return
         try:
@@ -789,9 +852,8 @@ class Worker:
         except OSError:
             self._close(conn)
             return
-        conn.lingering = True
         conn.deadline = time.monotonic() + LINGER_SECONDS
-        self._arm(conn)
+        self._arm(conn, C.LINGERING)
 
     def _drain(self, conn: Conn) -> None:
         try:
@@ -807,10 +869,7 @@ class Worker:
     def _close(self, conn: Conn) -> None:
         if self.conns.pop(conn.fd, None) is None:
             return
-        if conn.fresh:      # only the loop owns a fresh connection: no race
-            conn.fresh = False
-            self.fresh -= 1
-        conn.waiting = False
+        self._enter(conn, C.CLOSED)
         self._drop_request(conn)
         try:
             conn.sock.close()   # also drops it from epoll
@@ -827,26 +886,24 @@ class Worker:
         budget = self.budget
         if budget is not None and budget.exhausted:
             for conn in list(self.conns.values()):
-                if conn.waiting and conn.http.waiting_for_body:
+                if conn.state in (C.NEW, C.READING) and conn.http.waiting_for_body:
                     try:
                         conn.http.spill()
                     except Exception as e:
                         self._failed(conn, e)
         for conn in list(self.conns.values()):
-            if not conn.waiting or conn.deadline > now:
+            state = conn.state
+            if state not in ARMED or conn.deadline > now:
                 continue
-            if conn.lingering or conn.http.idle:
+            if state is C.DRAINING:
+                # The stop's grace is over: a lingering close, so a request
+                # sent at this very moment meets a FIN, not a reset.
+                self._linger(conn)
+            elif state is C.LINGERING or conn.http.idle:
                 self._close(conn)
             else:
                 # A head or body that did not arrive in time.
-                conn.waiting = False
-                self._drop_request(conn)
-                try:
-                    conn.sock.send(error_response(408, "Request Timeout",
-                                                  "the request took too long to arrive"))
-                except OSError:
-                    pass
-                self._close(conn)
+                self._reject(conn, RequestTimeout())
 
     # -- the pool's side: run the app, answer pipelined requests -----------
 
@@ -898,7 +955,6 @@ class Worker:
             self.served[index] += 1
             if exchange.code >= 500:
                 self.errors[index] += 1
-            conn.served = True
             if not keep:
                 self._close(conn)
                 return
@@ -921,6 +977,7 @@ class Worker:
             if nxt is None:
                 break
             req = nxt
+            conn.body_since = 0.0
         self._wait_for_more(conn, time.monotonic(), True)
 
     def _await_next(self, conn: Conn) -> bool:

@@ -33,6 +33,15 @@ class BadRequest(HTTPError):
     status, reason = 400, "Bad Request"
 
 
+class RequestTimeout(HTTPError):
+    """A head or body that did not arrive within its deadline."""
+
+    status, reason = 408, "Request Timeout"
+
+    def __init__(self, detail: str = "the request took too long to arrive"):
+        super().__init__(detail)
+
+
 class BodyTooLarge(HTTPError):
     status, reason = 413, "Content Too Large"
 

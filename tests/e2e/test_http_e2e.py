@@ -520,8 +520,8 @@ def test_sigterm_closes_idle_keepalive_connections_at_once():
         t0 = time.monotonic()
         s.signal(signal.SIGTERM)
         assert reader.at_eof(timeout=5)
+        c.close()           # as an HTTP client does on EOF: the server's linger ends
         assert s.proc.wait(5) == 0 and time.monotonic() - t0 < 2
-        c.close()
 
 
 def test_sigint_stops_fast():

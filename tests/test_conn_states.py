@@ -1,0 +1,75 @@
+"""The worker's connection lifecycle (prefork.worker.ConnState): which state
+may follow which, and the bookkeeping done on the way (the count of fresh
+connections, the body clock). End to end, the same paths are exercised by
+tests/e2e/test_http_e2e.py and tests/hostile/."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from prefork.worker import ARMED, Conn, ConnState, Worker, WorkerSettings
+
+pytestmark = pytest.mark.timeout(10)
+C = ConnState
+
+
+@pytest.fixture
+def worker_and_conn():
+    a, b = socket.socketpair()
+    worker = Worker(lambda e, s: [], [], WorkerSettings(threads=1))
+    conn = Conn(a, ("", ""), {}, worker.settings, 0.0)
+    worker.conns[conn.fd] = conn
+    worker.fresh = 1
+    yield worker, conn
+    a.close()
+    b.close()
+
+
+def test_a_request_takes_a_new_connection_to_the_pool_and_out_of_the_fresh_count(worker_and_conn):
+    worker, conn = worker_and_conn
+    conn.body_since = 5.0
+    worker._enter(conn, C.OWNED)
+    assert conn.state is C.OWNED and worker.fresh == 0 and conn.body_since == 0.0
+    worker._enter(conn, C.IDLE)
+    worker._enter(conn, C.READING)
+    worker._enter(conn, C.OWNED)
+    assert worker.fresh == 0
+
+
+@pytest.mark.parametrize("path", [
+    [C.LINGERING, C.OWNED],          # an answered error never serves again
+    [C.OWNED, C.NEW],                # NEW is only the start
+    [C.CLOSED, C.IDLE],              # nothing comes after CLOSED
+    [C.LINGERING, C.DRAINING],
+    [C.OWNED, C.READING, C.IDLE],    # a half-received request is not idle
+])
+def test_transitions_outside_the_table_are_refused(worker_and_conn, path):
+    worker, conn = worker_and_conn
+    *before, last = path
+    for state in before:
+        worker._enter(conn, state)
+    with pytest.raises(AssertionError):
+        worker._enter(conn, last)
+
+
+def test_every_state_but_owned_and_closed_belongs_to_the_loop():
+    assert ARMED == set(ConnState) - {C.OWNED, C.CLOSED}
+
+
+def test_a_graceful_stop_drains_idle_connections_and_leaves_the_rest(worker_and_conn):
+    worker, conn = worker_and_conn
+    a, b = socket.socketpair()
+    busy = Conn(a, ("", ""), {}, worker.settings, 0.0)
+    worker.conns[busy.fd] = busy
+    worker.fresh += 1
+    worker._enter(busy, C.OWNED)
+    worker.stopping = True
+    worker.ep = None
+    worker._update_accepting = lambda rejoin=False: None     # no epoll in this test
+    worker._begin_graceful_stop()
+    assert conn.state is C.DRAINING and worker.fresh == 0
+    assert busy.state is C.OWNED       # answered first; its grace starts then
+    a.close()
+    b.close()
