@@ -15,6 +15,11 @@ the body the app read, for POST, or made, for GET), ``X-Body-Length`` and
 checks that only the killed worker's connections failed). ``delay`` keeps a
 request in the app for that many milliseconds, so that signals find requests
 in flight.
+
+For deploys: with ``CHAOS_VERSION_FILE`` set, the import reads the version
+from it (sent back as ``X-App-Version``) and then takes
+``CHAOS_BOOT_DELAY`` seconds more, like an app with a slow import: the code a
+worker serves is the one on disk when its import began.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs
 
 _PATTERN = bytes(range(256)) * 16     # 4 KiB, rotated per seed
+
+VERSION = ""
+if os.environ.get("CHAOS_VERSION_FILE"):
+    with open(os.environ["CHAOS_VERSION_FILE"]) as _f:
+        VERSION = _f.read().strip()
+    time.sleep(float(os.environ.get("CHAOS_BOOT_DELAY") or 0))
 
 
 def blob(size: int, seed: int) -> bytes:
@@ -64,5 +75,6 @@ def app(environ: dict[str, object],
         ("X-Body-Sha256", hashlib.sha256(body).hexdigest()),
         ("X-Body-Length", str(len(body))),
         ("X-Worker-Pid", str(os.getpid())),
+        ("X-App-Version", VERSION),
     ])
     return [body]
