@@ -203,10 +203,13 @@ def recycle(srv: Server, load: ChaosLoad) -> None:
 
 
 def scale(srv: Server, load: ChaosLoad) -> None:
+    def count_is(n: int) -> Callable[[], bool]:
+        return lambda: len(srv.workers()) == n
+
     for sig, n in [(signal.SIGTTIN, 3), (signal.SIGTTIN, 4), (signal.SIGTTOU, 3),
                    (signal.SIGTTOU, 2)]:
         srv.signal(sig)
-        wait_for(lambda n=n: len(srv.workers()) == n, 15, f"{srv.name}: {n} workers")
+        wait_for(count_is(n), 15, f"{srv.name}: {n} workers")
         time.sleep(1)
 
 
