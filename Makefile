@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test fuzz lint bench docs settings clean
+.PHONY: run test fuzz lint bench reliability soak docs settings clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "venv failed: trying apt-get install python3-venv"; \
@@ -34,6 +34,18 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) -m bench $(BENCH_ARGS)
+
+# prefork and gunicorn under reloads, recycling, scaling, a killed worker, an
+# upgrade and log rotation (about four minutes); rewrites the table in
+# docs/reliability.md.
+reliability: $(STAMP)
+	$(PY) -m bench.reliability --write $(RELIABILITY_ARGS)
+
+# Load with a HUP every 30 s, sampling memory, fds and threads, for
+# SOAK_MINUTES; the CSV and plot go to bench/results/.
+SOAK_MINUTES ?= 30
+soak: $(STAMP)
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 # The documentation site; --strict turns a broken link or nav entry into an error.
 docs: $(STAMP)
