@@ -37,10 +37,6 @@ def _gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "master.reload() drops a HUP that arrives while a canary boots ('a reload is already "
-    "in progress; ignoring HUP'): the canary keeps v2 and the worker replaced after it "
-    "imports v3, so one worker serves v2 and one v3 until the next HUP"))
 @pytest.mark.timeout(60)
 def test_a_hup_sent_while_a_reload_is_under_way_is_not_lost(tmp_path):
     # Two deploys a moment apart (a CI pipeline, or a deploy and its config
