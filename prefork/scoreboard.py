@@ -4,11 +4,20 @@ by the master (and by ``prefork status``).
 An anonymous ``MAP_SHARED`` mmap is created before the first fork, so every
 worker inherits it. Each worker writes only its own slot; the master only
 reads, except to claim and free slots. No file system, no pipes to poll: a
-heartbeat is one 8-byte store, so a slow disk can never make a healthy worker
+heartbeat is a few stores to memory, so a slow disk can never make a healthy worker
 look dead (gunicorn's heartbeat file can, #1863, #1194).
 
-Fields are naturally aligned 8-byte values where they matter (heartbeat,
-counters, the oldest request's start), so a reader never sees half of one.
+A worker writes its fields one by one (a beat is five stores) while a reader
+unpacks the whole slot at once: unguarded, it could see the new oldest
+request's text with the old one's start, or half of a text. So each slot is
+a seqlock: its last 8 bytes count the worker's writes and are odd while one
+is under way; :meth:`Scoreboard.read` retries until the count was the same
+and even before and after its copy. There is one writer per slot, the
+worker's loop thread (never a signal handler, which could nest two writes);
+the master writes only a slot no worker uses yet, and the pid, one aligned
+store. So the count needs no atomic increment. x86 keeps stores, and loads,
+in program order, which is what a seqlock needs; a weakly ordered CPU could
+in theory let a reader on another core see the count before the fields.
 """
 
 from __future__ import annotations
@@ -17,16 +26,27 @@ import mmap
 import struct
 import time
 from dataclasses import dataclass
+from typing import Any
 
 FREE, BOOTING, READY, STOPPING = 0, 1, 2, 3
 STATE_NAMES = {FREE: "free", BOOTING: "booting", READY: "ready", STOPPING: "stopping"}
 
 # pid, worker number, generation, state, pad | booted_at (wall), heartbeat (monotonic),
 # requests, in-flight, responses with a 5xx status | oldest in-flight start (monotonic) |
-# "METHOD /path" of it | a message from the worker (why it failed to boot)
+# "METHOD /path" of it | a message from the worker (why it failed to boot) |
+# (the seqlock count, at _OFF_SEQ)
 _LAYOUT = struct.Struct("=iIIB3x d d Q I I d 96s 96s")
 SLOT_SIZE = 256
-assert _LAYOUT.size <= SLOT_SIZE
+_OFF_SEQ = 248
+assert _LAYOUT.size <= _OFF_SEQ and _OFF_SEQ + 8 <= SLOT_SIZE
+# A reader that finds a write under way tries again at once READ_SPINS times
+# (a write takes a few microseconds), then, in case the worker was preempted
+# in the middle of one, every millisecond until READ_PATIENCE has passed; then
+# it takes the last copy (a worker stopped mid-write, by SIGSTOP or a
+# debugger): the master must never hang on a slot. 1,000 spins alone were
+# not enough for a worker preempted on a busy 2-core machine.
+READ_SPINS = 100
+READ_PATIENCE = 0.05
 
 _OFF_PID = 0
 _OFF_STATE = 12
@@ -66,6 +86,13 @@ class SlotView:
         return STATE_NAMES.get(self.state, "?")
 
 
+def _view(index: int, fields: tuple[Any, ...]) -> SlotView:
+    pid, number, gen, state, booted, beat, reqs, inflight, errors, oldest, oreq, msg = fields
+    return SlotView(index, pid, number, gen, state, booted, beat, reqs, inflight, errors, oldest,
+                    oreq.rstrip(b"\0").decode("latin-1"),
+                    msg.rstrip(b"\0").decode("utf-8", "replace"))
+
+
 class Scoreboard:
     """``capacity`` slots in shared memory. Create it before forking."""
 
@@ -94,12 +121,22 @@ class Scoreboard:
         return self.mem[index * SLOT_SIZE + _OFF_STATE]
 
     def read(self, index: int) -> SlotView:
-        pid, number, gen, state, booted, beat, reqs, inflight, errors, oldest, oreq, msg = \
-            _LAYOUT.unpack_from(self.mem, index * SLOT_SIZE)
-        return SlotView(index, pid, number, gen, state, booted, beat, reqs, inflight, errors,
-                        oldest,
-                        oreq.rstrip(b"\0").decode("latin-1"),
-                        msg.rstrip(b"\0").decode("utf-8", "replace"))
+        """A consistent copy of the slot: all of each write or none of it
+        (unless a write stays under way for READ_PATIENCE)."""
+        mem, base = self.mem, index * SLOT_SIZE
+        unpack_seq, unpack = _Q.unpack_from, _LAYOUT.unpack_from
+        deadline = 0.0
+        while True:
+            for _ in range(READ_SPINS):
+                (before,) = unpack_seq(mem, base + _OFF_SEQ)
+                fields = unpack(mem, base)
+                if not before & 1 and unpack_seq(mem, base + _OFF_SEQ)[0] == before:
+                    return _view(index, fields)
+            now = time.monotonic()
+            deadline = deadline or now + READ_PATIENCE
+            if now >= deadline:
+                return _view(index, fields)     # stuck mid-write: the last copy
+            time.sleep(0.001)
 
     def slots(self) -> list[SlotView]:
         return [self.read(i) for i in range(self.capacity) if self._state(i) != FREE]
@@ -109,7 +146,9 @@ class Scoreboard:
 
 
 class Slot:
-    """A worker's handle on its own slot."""
+    """A worker's handle on its own slot. Each method is one write under the
+    slot's seqlock: a reader sees all of it or none of it. Only the worker
+    that owns the slot may call them (one writer)."""
 
     __slots__ = ("mem", "base")
 
@@ -117,20 +156,36 @@ class Slot:
         self.mem = board.mem
         self.base = index * SLOT_SIZE
 
+    def _begin(self) -> int:
+        """Make the count odd (a write is under way); returns it."""
+        at = self.base + _OFF_SEQ
+        seq = _Q.unpack_from(self.mem, at)[0] + 1
+        _Q.pack_into(self.mem, at, seq)
+        return seq
+
+    def _end(self, seq: int) -> None:
+        _Q.pack_into(self.mem, self.base + _OFF_SEQ, seq + 1)
+
     def set_state(self, state: int) -> None:
+        seq = self._begin()
         _B.pack_into(self.mem, self.base + _OFF_STATE, state)
+        self._end(seq)
 
     def set_message(self, text: str) -> None:
         raw = text.encode("utf-8", "replace")[:96]
+        seq = self._begin()
         self.mem[self.base + _OFF_MESSAGE:self.base + _OFF_MESSAGE + 96] = raw.ljust(96, b"\0")
+        self._end(seq)
 
     def beat(self, now: float, requests: int, in_flight: int, oldest_start: float,
              oldest_request: str, errors: int = 0) -> None:
         mem, base = self.mem, self.base
+        raw = oldest_request.encode("latin-1", "replace")[:96]
+        seq = self._begin()
         _Q.pack_into(mem, base + _OFF_REQUESTS, requests)
         _I.pack_into(mem, base + _OFF_INFLIGHT, in_flight)
         _I.pack_into(mem, base + _OFF_ERRORS, errors & 0xFFFFFFFF)
         _D.pack_into(mem, base + _OFF_OLDEST, oldest_start)
-        raw = oldest_request.encode("latin-1", "replace")[:96]
         mem[base + _OFF_OLDEST_REQ:base + _OFF_OLDEST_REQ + 96] = raw.ljust(96, b"\0")
         _D.pack_into(mem, base + _OFF_HEARTBEAT, now)
+        self._end(seq)

@@ -1,0 +1,73 @@
+"""The scoreboard between real processes: what the master reads is what a worker wrote."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from prefork.scoreboard import READY, Scoreboard, Slot
+
+READS = 100_000
+
+
+def _request(k: int) -> str:
+    # Lengths vary, so half of a new text over an old one shows.
+    return f"GET /{k}/" + "x" * (k % 80)
+
+
+def _write_forever(board: Scoreboard) -> None:
+    slot = Slot(board, 0)
+    k = 0
+    while True:
+        k += 1
+        slot.beat(float(k), k, k % 1000, float(k), _request(k))
+        if k % 7 == 0:
+            slot.set_message(chr(ord("a") + k % 26) * (40 + k % 56))
+
+
+def test_a_reader_never_sees_half_of_a_beat_or_a_message():
+    # A worker wrote a beat's fields one by one while the master unpacked
+    # the slot at once: it saw one request's text with another's start, or
+    # half of a text.
+    board = Scoreboard(1)
+    board.claim(os.getpid(), 1, 1)
+    Slot(board, 0).set_state(READY)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _write_forever(board)
+        finally:
+            os._exit(0)
+    torn: list[str] = []
+    try:
+        time.sleep(0.05)
+        for _ in range(READS):
+            v = board.read(0)
+            k = v.requests
+            if k == 0:
+                continue
+            if (v.heartbeat, v.oldest_start, v.in_flight, v.oldest_request) != (
+                    float(k), float(k), k % 1000, _request(k)):
+                torn.append(f"requests={k} heartbeat={v.heartbeat} oldest={v.oldest_start} "
+                            f"in_flight={v.in_flight} request={v.oldest_request!r}")
+            if v.message and len(set(v.message)) != 1:
+                torn.append(f"message={v.message!r}")
+            if v.state != READY:
+                torn.append(f"state={v.state}")
+        last = board.read(0).requests
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert last > 1000, "the writer hardly ran: the test proves nothing"
+    assert torn == [], f"{len(torn)} torn reads of {READS}, e.g. {torn[:3]}"
+
+
+def test_a_reader_of_a_slot_stuck_mid_write_returns_rather_than_hangs():
+    board = Scoreboard(1)
+    board.claim(123, 1, 1)
+    slot = Slot(board, 0)
+    slot._begin()                       # a worker stopped in the middle of a write
+    start = time.monotonic()
+    assert board.read(0).pid == 123
+    assert time.monotonic() - start < 1.0
