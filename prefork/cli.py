@@ -127,9 +127,12 @@ def start(cfg: Config, app_spec: str | None, cli: dict[str, Any], config_file: s
         print(f"prefork: error: {e}", file=sys.stderr)
         return 2
     sys.path.insert(0, os.getcwd())
+    # HUP reads the file again after the master's chdir: from where it was found.
+    found = config_file or ("prefork.toml" if os.path.exists("prefork.toml") else None)
+    config_path = os.path.abspath(found) if found else None
     try:
         master = Master(cfg, app_spec, argv=list(sys.argv[1:] if argv is None else argv),
-                        reload_config=lambda: resolve(cli, config_file), systemd=sd)
+                        reload_config=lambda: resolve(cli, config_path), systemd=sd)
     except ValueError as e:      # a hook that cannot be loaded
         log.error("%s", e)
         return 2

@@ -346,8 +346,10 @@ SETTINGS: list[Setting] = [
     Setting("umask", "Process", Octal(), 0o022,
             "The umask of the master and the workers."),
     Setting("chdir", "Process", Str(), "",
-            "Change to this directory before loading the application (and before relative "
-            "paths such as the control socket are used)."),
+            "Change to this directory before loading the application. Relative paths of the "
+            "config file, pidfile, control socket and error log are still taken from the "
+            "directory prefork was started in (where a USR2 upgrade starts the new master "
+            "too); those of the access log and reload_extra_files from this one."),
     Setting("pythonpath", "Process", StrList(), [],
             "Directories put in front of sys.path before the application is imported "
             "(comma-separated in the environment variable).", multiple=True),

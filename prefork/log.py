@@ -54,7 +54,8 @@ class Reopenable(logging.StreamHandler):  # type: ignore[type-arg]
     """A file handler whose file can be reopened after logrotate moved it."""
 
     def __init__(self, path: str):
-        self.path = path
+        # Reopened after the master's chdir: from where it was first opened.
+        self.path = os.path.abspath(path)
         super().__init__(open(path, "a", buffering=1, encoding="utf-8"))  # noqa: SIM115
 
     def reopen(self) -> None:

@@ -9,6 +9,11 @@ ready (:func:`announce_upgrade_ready`). The old master then retires
 gracefully. If the new master exits or closes the pipe first, the old one
 takes its pidfile and control socket back and keeps serving.
 
+The new master starts in the directory prefork was started in, not the one
+``chdir`` moved to, so that relative paths in its arguments (``-c
+conf.toml``, ``--pidfile``, ``--control-socket``) name the same files as
+they did for the first master.
+
 The master owns one :class:`Upgrade` and drives it from its loop:
 :meth:`Upgrade.start` on USR2 (or a HUP with ``preload``),
 :meth:`Upgrade.poll` when :attr:`Upgrade.pipe` is readable and
@@ -36,15 +41,18 @@ class Upgrade:
     """One new master at a time, from its fork until it is ready or reaped.
 
     ``argv`` are the arguments of ``python -m prefork`` (None when prefork runs
-    embedded: then it cannot re-exec itself). ``retire()`` is called once the
+    embedded: then it cannot re-exec itself), to be run in ``cwd``: by
+    default the directory this process is in when the Upgrade is made, which
+    must be before the master's ``chdir``. ``retire()`` is called once the
     new master is ready; ``reclaim(pid)`` when it died first, with the pid of
     the failed successor, which may have taken over the pidfile and the
     control socket.
     """
 
     def __init__(self, argv: list[str] | None, retire: Callable[[], None],
-                 reclaim: Callable[[int], None]):
+                 reclaim: Callable[[int], None], cwd: str | None = None):
         self.argv = argv
+        self.cwd = os.getcwd() if cwd is None else cwd
         self._retire = retire
         self._reclaim = reclaim
         self.pid: int | None = None     # the new master, until it is reaped
@@ -96,6 +104,12 @@ class Upgrade:
                 os.close(r)
                 for fd in fds + [w]:
                     os.set_inheritable(fd, True)
+                try:
+                    os.chdir(self.cwd)
+                except OSError as e:
+                    log.error("Upgrade failed: cannot change to %s, the directory prefork was "
+                              "started in: %s", self.cwd, e.strerror)
+                    raise
                 os.execve(sys.executable, [sys.executable, "-m", "prefork", *self.argv], env)
             finally:
                 os._exit(127)

@@ -252,6 +252,49 @@ def test_failed_usr2_upgrade_keeps_the_old_master_with_its_pidfile_and_control_s
         assert not pidfile.exists()
 
 
+
+def _wait_gone(pid: int, timeout: float = 15) -> None:
+    wait_until(lambda: not psutil.pid_exists(pid)
+               or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, timeout=timeout)
+
+
+def test_usr2_with_chdir_starts_the_new_master_where_the_first_was_started(tmp_path):
+    # The new master was exec'd in the chdir directory, so -c conf.toml,
+    # --pidfile and --control-socket named other files, or none: the
+    # upgrade failed. HUP read conf.toml from there too, and USR1 reopened
+    # a relative --errorlog there.
+    start, app = tmp_path / "start", tmp_path / "app"
+    start.mkdir()
+    app.mkdir()
+    (start / "conf.toml").write_text("workers = 2\n")
+    errorlog = start / "error.log"
+    with running("testapp:app", "-c", "conf.toml", "--chdir", str(app), "--pidfile", "p.pid",
+                 "--control-socket", "c.ctl", "--errorlog", "error.log", cwd=start,
+                 log_files=[errorlog], one_worker=False) as s:
+        assert int((start / "p.pid").read_text()) == s.proc.pid
+        s.signal(signal.SIGHUP)
+        s.wait_for_log(r"reload: the canary booted")
+        s.signal(signal.SIGUSR1)
+        s.wait_for_log(r"Handling signal: USR1")
+        assert not (app / "error.log").exists()
+        s.signal(signal.SIGUSR2)
+        m = s.wait_for_log(r"Upgrade: the new master \(pid (\d+)\) is ready", timeout=20)
+        new = int(m.group(1))
+        try:
+            assert s.proc.wait(15) == 0
+            assert int((start / "p.pid").read_text()) == new
+            assert len(psutil.Process(new).children()) == 2       # conf.toml's workers
+            assert get(s, "/hello").status == 200
+            out = subprocess.run([sys.executable, "-m", "prefork", "status", "--json",
+                                  "--control-socket", "c.ctl"], cwd=start,
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0 and f'"pid": {new}' in out.stdout, out.stderr
+        finally:
+            os.kill(new, signal.SIGTERM)
+            _wait_gone(new)
+        assert not (start / "p.pid").exists()
+        assert sorted(p.name for p in app.iterdir()) == []
+
 def test_max_requests_recycles_workers_one_at_a_time():
     with running("testapp:app", "--workers", "2", "--max-requests", "20",
                  "--max-requests-jitter", "5") as s:
