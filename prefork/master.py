@@ -172,6 +172,8 @@ class Master:
             self.daemonized = True
             self.pid = os.getpid()
             self.on_ready.append(self._report_daemon_ready)
+        elif cfg.daemon and started_by_upgrade():
+            self.daemonized = True      # detached already, by the first master: WINCH works
         upgrading = started_by_upgrade()
         # Started by USR2: the old master (our parent) serves on the same
         # unix socket files until it retires, so they are not ours to remove

@@ -284,3 +284,34 @@ def test_version():
     from prefork import __version__
     out = prefork("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"prefork {__version__}"
+
+
+def test_winch_stops_the_workers_of_a_daemon_started_by_usr2(tmp_path):
+    # The new master skips daemonize() (it is detached already) and so
+    # thought it was not a daemon: WINCH did nothing after an upgrade.
+    pidfile, ctl, errlog = tmp_path / "d.pid", tmp_path / "d.ctl", tmp_path / "error.log"
+    out = prefork("start", "testapp:app", "--daemon", "--bind", "127.0.0.1:0", "--workers", "2",
+                  "--pidfile", str(pidfile), "--control-socket", str(ctl),
+                  "--errorlog", str(errlog))
+    assert out.returncode == 0, out.stderr
+    masters = [int(pidfile.read_text())]
+    try:
+        os.kill(masters[0], signal.SIGUSR2)
+        assert wait_gone(masters[0], 30), errlog.read_text()
+        masters.append(int(pidfile.read_text()))
+        new = psutil.Process(masters[1])
+        assert masters[1] != masters[0] and len(new.children()) == 2
+        os.kill(masters[1], signal.SIGWINCH)
+        deadline = time.monotonic() + 10
+        while new.children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert new.children() == [], errlog.read_text()
+        assert f"[{masters[1]}] [INFO] Handling signal: WINCH" in errlog.read_text()
+        assert prefork("stop", "--control-socket", str(ctl)).returncode == 0
+        assert wait_gone(masters[1])
+    finally:
+        for pid in masters:
+            if psutil.pid_exists(pid):
+                for child in psutil.Process(pid).children():
+                    child.kill()
+                os.kill(pid, signal.SIGKILL)
