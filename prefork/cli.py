@@ -219,7 +219,8 @@ def remote(command: str, cfg: Config, extra: dict[str, Any]) -> int:
             return 1
         if command in ("reload", "upgrade"):
             try:
-                answer = control.request(ctl, {"cmd": command}, cfg.timeout + 120)
+                wait = cfg.upgrade_timeout if command == "upgrade" or cfg.preload else cfg.timeout
+                answer = control.request(ctl, {"cmd": command}, wait + 120)
             except (ConnectionError, OSError):
                 pid = _signal_by_pidfile(cfg, signal.SIGHUP if command == "reload" else signal.SIGUSR2)
                 print(f"prefork: sent {'HUP' if command == 'reload' else 'USR2'} to master {pid}; "

@@ -363,6 +363,11 @@ SETTINGS: list[Setting] = [
             "in (not chdir). Empty: none."),
     Setting("control_socket_mode", "Control", Octal(), 0o600,
             "File mode of the control socket. Whoever can connect can stop the server."),
+    Setting("upgrade_timeout", "Control", Seconds(1), 60.0,
+            "How long a new master started by USR2 (or by HUP with preload) has to be ready, "
+            "all its workers booted. Past it the old master stops it (TERM, then KILL 2 s "
+            "later), logs why, takes back the pidfile and the control socket and goes on "
+            "serving."),
     Setting("pidfile", "Control", Str(), "",
             "Write the master's pid to this file (a stale one is replaced, a live one refused). "
             "prefork stop/reload/status fall back to it when there is no control socket."),

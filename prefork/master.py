@@ -241,6 +241,7 @@ class Master:
             while True:
                 self._sleep()
                 self.sd.tick(self)      # watchdog pings only while this loop turns
+                self.upgrade.tick(time.monotonic())     # a new master past upgrade_timeout
                 while self.signals:
                     self._handle_signal(self.signals.popleft())
                 self._reap()
@@ -510,7 +511,7 @@ class Master:
     # -- upgrade (USR2): a new master from the current executable (upgrade.py)
 
     def _start_upgrade(self) -> None:
-        self.upgrade.start(self.listeners, self.sd.exec_env())
+        self.upgrade.start(self.listeners, self.sd.exec_env(), self.cfg.upgrade_timeout)
 
     def _reclaim_after_failed_upgrade(self, successor: int) -> None:
         """The failed successor took over the control socket and the pidfile

@@ -6,8 +6,10 @@ listening sockets go along as inherited descriptors named in
 new master adopts the sockets instead of binding, takes over the pidfile and
 the control socket, and writes ``ready`` to the pipe once all its workers are
 ready (:func:`announce_upgrade_ready`). The old master then retires
-gracefully. If the new master exits or closes the pipe first, the old one
-takes its pidfile and control socket back and keeps serving.
+gracefully. If the new master exits or closes the pipe first, or is not
+ready within ``upgrade_timeout`` (an import that hangs under ``preload``),
+the old one kills it if need be, takes its pidfile and control socket back
+and keeps serving.
 
 The new master starts in the directory prefork was started in, not the one
 ``chdir`` moved to, so that relative paths in its arguments (``-c
@@ -16,7 +18,8 @@ they did for the first master.
 
 The master owns one :class:`Upgrade` and drives it from its loop:
 :meth:`Upgrade.start` on USR2 (or a HUP with ``preload``),
-:meth:`Upgrade.poll` when :attr:`Upgrade.pipe` is readable and
+:meth:`Upgrade.poll` when :attr:`Upgrade.pipe` is readable,
+:meth:`Upgrade.tick` on every pass of its loop and
 :meth:`Upgrade.child_exited` for every child it reaps. What the outcome means
 for the master comes in as two callbacks, ``retire`` and ``reclaim``.
 """
@@ -26,8 +29,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +40,9 @@ if TYPE_CHECKING:
     from .control import ControlClient
 
 log = logging.getLogger("prefork.error")
+
+# After the TERM to a new master that missed upgrade_timeout, the KILL.
+KILL_GRACE = 2.0
 
 
 class Upgrade:
@@ -58,6 +66,10 @@ class Upgrade:
         self.pid: int | None = None     # the new master, until it is reaped
         self.pipe: int | None = None    # the read end of its readiness pipe, until it answers
         self.waiters: list[ControlClient] = []   # each gets one answer: the outcome
+        self.timeout = 0.0
+        self.deadline = 0.0             # monotonic: the new master must be ready by then
+        self.stopped_at: float | None = None     # when it was sent TERM for missing it
+        self.killed = False
 
     @property
     def in_progress(self) -> bool:
@@ -74,8 +86,10 @@ class Upgrade:
         """
         return self.pid is not None and self.pipe is None
 
-    def start(self, listeners: list[socket.socket], extra_env: Mapping[str, str]) -> None:
-        """Fork-exec the new master, passing ``listeners`` and ``extra_env``.
+    def start(self, listeners: list[socket.socket], extra_env: Mapping[str, str],
+              timeout: float = 60.0) -> None:
+        """Fork-exec the new master, passing ``listeners`` and ``extra_env``;
+        it has ``timeout`` seconds to be ready (see :meth:`tick`).
 
         Logs why and does nothing when an upgrade is already in progress or
         there are no ``argv`` to re-exec with; :attr:`in_progress` tells.
@@ -117,6 +131,10 @@ class Upgrade:
         os.set_blocking(r, False)
         self.pid = pid
         self.pipe = r
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.stopped_at = None
+        self.killed = False
         log.info("Upgrade: started a new master (pid %d); this one retires once it is ready", pid)
 
     def poll(self) -> None:
@@ -126,40 +144,77 @@ class Upgrade:
             data = os.read(self.pipe, 64)
         except BlockingIOError:
             return
-        if data.startswith(b"ready"):
+        if not data:
+            self._failed(f"the new master (pid {self.pid}) exited before it was ready")
+        elif data.startswith(b"ready") and self.stopped_at is None:
             log.info("Upgrade: the new master (pid %d) is ready; retiring", self.pid)
             os.close(self.pipe)
             self.pipe = None
             self._answer({"ok": True, "pid": self.pid})
             self._retire()
-        elif not data:
-            os.close(self.pipe)
-            self.pipe = None
-            log.error("Upgrade failed: the new master (pid %d) exited before it was ready; "
-                      "this master keeps serving", self.pid)
-            self._reclaim(self.pid)
-            self._answer({"ok": False, "error": "the new master exited before it was "
-                          "ready (see the error log); this master keeps serving"})
+        # ready only after it was given up on: being stopped; reaping ends it.
+
+    def tick(self, now: float) -> None:
+        """A new master not ready by the deadline is stopped: TERM, then
+        KILL (it and its workers) KILL_GRACE later. Only its pid: it shares
+        this master's process group. The failure is settled when it is reaped."""
+        if self.pid is None or self.pipe is None or now < self.deadline:
+            return
+        if self.stopped_at is None:
+            log.error("Upgrade: the new master (pid %d) is not ready after %g s "
+                      "(upgrade_timeout); stopping it", self.pid, self.timeout)
+            self.stopped_at = now
+            _kill(self.pid, signal.SIGTERM)
+        elif not self.killed and now - self.stopped_at >= KILL_GRACE:
+            log.error("Upgrade: the new master (pid %d) did not exit on TERM; killing it",
+                      self.pid)
+            self.killed = True
+            for pid in [*_children(self.pid), self.pid]:
+                _kill(pid, signal.SIGKILL)
 
     def child_exited(self, pid: int, status: int) -> bool:
         """Whether the reaped ``pid`` was the new master; before it said ready, a failure."""
         if pid != self.pid:
             return False
-        code = os.waitstatus_to_exitcode(status)
         if self.pipe is not None:
-            log.error("Upgrade failed: the new master exited with status %d", code)
-            self._reclaim(pid)
-            os.close(self.pipe)
-            self.pipe = None
-            self._answer({"ok": False, "error": f"the new master exited with status "
-                          f"{code} (see the error log); this master keeps serving"})
+            code = os.waitstatus_to_exitcode(status)
+            self._failed(f"the new master exited with status {code}")
         self.pid = None
         return True
+
+    def _failed(self, why: str) -> None:
+        """The new master died, or is dying, before it was ready: take back
+        what it took and tell the waiting clients."""
+        assert self.pipe is not None and self.pid is not None
+        if self.stopped_at is not None:
+            why = (f"the new master (pid {self.pid}) was not ready within {self.timeout:g} s "
+                   "(upgrade_timeout) and was stopped")
+        log.error("Upgrade failed: %s; this master keeps serving", why)
+        os.close(self.pipe)
+        self.pipe = None
+        self._reclaim(self.pid)
+        self._answer({"ok": False, "error": f"{why} (see the error log); this master keeps "
+                      "serving"})
 
     def _answer(self, answer: dict[str, Any]) -> None:
         for client in self.waiters:
             client.reply(answer)
         self.waiters = []
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def started_by_upgrade() -> bool:

@@ -295,6 +295,46 @@ def test_usr2_with_chdir_starts_the_new_master_where_the_first_was_started(tmp_p
         assert not (start / "p.pid").exists()
         assert sorted(p.name for p in app.iterdir()) == []
 
+
+def test_a_new_master_that_never_gets_ready_is_killed_and_the_old_one_goes_on(tmp_path):
+    # A new master whose preloaded import hung was waited for forever: no
+    # later upgrade could start, and `prefork upgrade` never got an answer.
+    hang, pidfile, ctl = tmp_path / "hang", tmp_path / "p.pid", tmp_path / "c.ctl"
+    with running("hangboot:app", "--preload", "--upgrade-timeout", "2", "--pidfile", str(pidfile),
+                 "--control-socket", str(ctl), env={"HANG_FILE": str(hang)}) as s:
+        hang.touch()
+        client = subprocess.Popen([sys.executable, "-m", "prefork", "upgrade",
+                                   "--control-socket", str(ctl)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            m = s.wait_for_log(r"Upgrade: started a new master \(pid (\d+)\)")
+            hung = int(m.group(1))
+            wait_until(lambda: pidfile.read_text().strip() == str(hung))   # it took it over
+            s.wait_for_log(r"is not ready after 2 s \(upgrade_timeout\); stopping it",
+                           timeout=10)
+            s.wait_for_log(r"did not exit on TERM; killing it", timeout=10)
+            s.wait_for_log(r"Upgrade failed: the new master \(pid \d+\) was not ready within "
+                           r"2 s \(upgrade_timeout\)", timeout=10)
+            _, err = client.communicate(timeout=10)
+        finally:
+            client.kill()
+            client.wait()
+        assert client.returncode == 1 and "was not ready within 2 s (upgrade_timeout)" in err
+        _wait_gone(hung, 5)
+        assert int(pidfile.read_text()) == s.proc.pid
+        assert get(s, "/").body == b"ok"
+        # Not in progress any more: the next upgrade goes through.
+        hang.unlink()
+        s.signal(signal.SIGUSR2)
+        m = s.wait_for_log(r"Upgrade: the new master \(pid (\d+)\) is ready", timeout=20)
+        new = int(m.group(1))
+        try:
+            assert s.proc.wait(15) == 0
+            assert int(pidfile.read_text()) == new
+        finally:
+            os.kill(new, signal.SIGTERM)
+            _wait_gone(new)
+
 def test_max_requests_recycles_workers_one_at_a_time():
     with running("testapp:app", "--workers", "2", "--max-requests", "20",
                  "--max-requests-jitter", "5") as s:
