@@ -340,7 +340,9 @@ SETTINGS: list[Setting] = [
             "to a file or syslog, since stderr goes to /dev/null."),
     Setting("user", "Process", Str(), "",
             "Run the workers as this user (name or uid); the master, started as root, keeps "
-            "root to bind and re-exec, as nginx's does."),
+            "root to bind and re-exec, as nginx's does. It creates the errorlog and accesslog "
+            "files and gives them to this user and group, at start and after each USR1 "
+            "reopen, so the workers can open them."),
     Setting("group", "Process", Str(), "",
             "Run the workers with this group (name or gid); default: the user's group."),
     Setting("umask", "Process", Octal(), 0o022,

@@ -12,9 +12,14 @@ and re-exec, as nginx's master does.
 from __future__ import annotations
 
 import grp
+import logging
 import os
 import pwd
+import stat
 import sys
+from collections.abc import Iterable
+
+log = logging.getLogger("prefork.error")
 
 
 class PidfileError(Exception):
@@ -115,12 +120,8 @@ def report(fd: int | None, message: bytes) -> None:
         pass
 
 
-def drop_privileges(user: str, group: str) -> None:
-    """Become ``user`` (and ``group``, else the user's primary group). Root only."""
-    if not user and not group:
-        return
-    if os.geteuid() != 0:
-        raise PermissionError("user/group can only be changed when started as root")
+def _ids(user: str, group: str) -> tuple[int | None, int | None, str | None]:
+    """uid, gid and user name of ``user``/``group`` (None: not given); KeyError if unknown."""
     uid = gid = None
     name = None
     if user:
@@ -128,6 +129,16 @@ def drop_privileges(user: str, group: str) -> None:
         uid, gid, name = pw.pw_uid, pw.pw_gid, pw.pw_name
     if group:
         gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    return uid, gid, name
+
+
+def drop_privileges(user: str, group: str) -> None:
+    """Become ``user`` (and ``group``, else the user's primary group). Root only."""
+    if not user and not group:
+        return
+    if os.geteuid() != 0:
+        raise PermissionError("user/group can only be changed when started as root")
+    uid, gid, name = _ids(user, group)
     if gid is not None:
         if name is not None:
             os.initgroups(name, gid)
@@ -136,6 +147,36 @@ def drop_privileges(user: str, group: str) -> None:
         os.setgid(gid)
     if uid is not None:
         os.setuid(uid)
+
+
+def give_files_to(paths: Iterable[str], user: str, group: str) -> None:
+    """As root, with ``user``/``group`` set: create each file of ``paths``
+    that is missing and make it theirs, so that workers running as them can
+    open it. Anything but a regular file (a symlink, a FIFO) is left alone,
+    so a worker that can write to the directory cannot make root chown
+    something else. Never raises: what fails is logged."""
+    if os.geteuid() != 0 or not (user or group):
+        return
+    try:
+        uid, gid, _ = _ids(user, group)
+    except KeyError as e:
+        log.warning("cannot give the log files to user %r / group %r: %s", user, group, e)
+        return
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            log.warning("cannot give %s to the workers' user: %s", path, e.strerror)
+            continue
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_gid) != (uid, gid):
+                os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+        except OSError as e:
+            log.warning("cannot give %s to the workers' user: %s", path, e.strerror)
+        finally:
+            os.close(fd)
 
 
 def check_user_group(user: str, group: str) -> None:

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple, TextIO
 
+from .daemon import give_files_to
 from .threads import start_thread
 
 # The writer's wake-ups: 10 ms while lines come in. Every 50 ms, the log cost
@@ -149,6 +150,20 @@ def reopen_error_log() -> None:
             except OSError as e:
                 logger.error("cannot reopen the error log %s: %s; still writing to the file "
                              "open before", h.path, e)
+
+
+def give_log_files_to_workers(accesslog: str, user: str, group: str) -> None:
+    """As root with ``user``/``group``: create the error log file(s) and the
+    ``accesslog`` file if missing and make them the workers' user's, so the
+    workers can open the access log at start and reopen both on USR1. The
+    master calls it before it forks workers and after its own USR1 reopen
+    (which may just have created the error log as root, 0644). A relative
+    ``accesslog`` is taken from the current directory, as the workers do.
+    Never raises."""
+    paths = [h.path for h in logging.getLogger("prefork").handlers if isinstance(h, Reopenable)]
+    if accesslog not in ("", "-"):
+        paths.append(os.path.abspath(accesslog))
+    give_files_to(paths, user, group)
 
 
 # The environ keys json_line reads.

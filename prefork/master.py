@@ -52,7 +52,7 @@ from .config import Config
 from .control import ControlClient, ControlServer
 from .daemon import Pidfile, PidfileError, daemonize, report
 from .hooks import Hooks, ServerView, WorkerView
-from .log import reopen_error_log
+from .log import give_log_files_to_workers, reopen_error_log
 from .scoreboard import Scoreboard, SlotView
 from .status import memory_rss, server_status
 from .supervisor import (
@@ -207,6 +207,7 @@ class Master:
                     signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
                     signal.SIGWINCH, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
+        give_log_files_to_workers(cfg.accesslog, cfg.user, cfg.group)   # root + user only
         set_title(f"prefork: master [{self.app_spec or 'demo'}]")
 
     def _report_daemon_ready(self) -> None:
@@ -379,6 +380,7 @@ class Master:
         elif sig == signal.SIGUSR1:
             reopen_error_log()
             log.info("Handling signal: USR1 (log files reopened)")
+            give_log_files_to_workers(self.cfg.accesslog, self.cfg.user, self.cfg.group)
             for w in sup.workers.values():
                 if w.pid:
                     self._kill(w.pid, signal.SIGUSR1)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
 import re
+import shutil
 import signal
+import tempfile
 import time
+from pathlib import Path
 
+import psutil
+import pytest
 from server import get, request, running
+
+NOBODY = pwd.getpwnam("nobody").pw_uid
+NOGROUP = grp.getgrnam("nogroup").gr_gid
 
 
 def wait_for_text(path, pattern, timeout=10.0):
@@ -136,3 +147,38 @@ def test_usr1_with_the_log_directory_gone_keeps_master_workers_and_lines(tmp_pat
         assert get(s, "/hello?after").status == 200
         wait_for_text(access, r"GET /hello\?after")
         wait_for_text(error, r"Handling signal: USR1")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="workers switch user only when started as root")
+def test_workers_running_as_another_user_can_open_and_reopen_the_logs():
+    # Started as root with --user: the workers could not create the access
+    # log in a directory only root may write (they failed to boot), and
+    # after a rotation the master recreated the error log as root 0644, so
+    # the workers could not reopen it and went on writing to the old file.
+    # Python lives under /root (0700) here: --preload, so that nobody has to
+    # import the app's modules, and a log directory outside pytest's 0700 ones.
+    logs = Path(tempfile.mkdtemp(prefix="prefork-logs-"))
+    try:
+        logs.chmod(0o755)
+        errorlog, access = logs / "error.log", logs / "access.log"
+        with running("testapp:app", "--preload", "--user", "nobody", "--group", "nogroup",
+                     "--errorlog", str(errorlog), "--accesslog", str(access),
+                     log_files=[errorlog]) as s:
+            pid = get(s, "/pid").body.decode()
+            assert psutil.Process(int(pid)).uids().real == NOBODY
+            wait_for_text(access, r"GET /pid")
+            errorlog.rename(logs / "error.log.1")
+            access.rename(logs / "access.log.1")
+            s.signal(signal.SIGUSR1)
+            wait_for_text(errorlog, r"Handling signal: USR1")
+            time.sleep(0.5)                  # the workers reopen on the USR1 passed on
+            assert get(s, "/error").status == 500
+            wait_for_text(errorlog, rf"\[{pid}\] \[ERROR\] Error handling request GET /error")
+            wait_for_text(access, r"GET /error")
+            rotated = (logs / "error.log.1").read_text()
+            assert "cannot reopen" not in rotated + errorlog.read_text()
+            assert "boom" not in rotated
+            for f in (errorlog, access):
+                assert (f.stat().st_uid, f.stat().st_gid) == (NOBODY, NOGROUP)
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
