@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from prefork.scoreboard import READY, Scoreboard, Slot
+from prefork.scoreboard import READ_PATIENCE, READY, Scoreboard, Slot
 
 READS = 100_000
 
@@ -40,10 +40,17 @@ def test_a_reader_never_sees_half_of_a_beat_or_a_message():
         finally:
             os._exit(0)
     torn: list[str] = []
+    gave_up = 0
     try:
         time.sleep(0.05)
         for _ in range(READS):
+            start = time.perf_counter()
             v = board.read(0)
+            if time.perf_counter() - start >= READ_PATIENCE:
+                # The contract's one exception: the writer was held (here,
+                # preempted on a loaded machine) in a write for that long.
+                gave_up += 1
+                continue
             k = v.requests
             if k == 0:
                 continue
@@ -59,7 +66,7 @@ def test_a_reader_never_sees_half_of_a_beat_or_a_message():
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-    assert last > 1000, "the writer hardly ran: the test proves nothing"
+    assert last > 1000 and gave_up < READS // 10, "the test proves nothing"
     assert torn == [], f"{len(torn)} torn reads of {READS}, e.g. {torn[:3]}"
 
 
