@@ -264,6 +264,9 @@ class ConnState(enum.IntEnum):
 
 
 C = ConnState
+# The members as plain module globals: on the request path, ``ConnState.X``
+# costs an attribute lookup on the enum class (~100 ns in 3.11), a global ~10.
+NEW, READING, IDLE, OWNED, DRAINING, LINGERING, CLOSED = ConnState
 
 
 def _mask(*states: ConnState) -> int:
@@ -300,7 +303,7 @@ class Conn:
                                    settings.tmp_upload_dir, budget)
         self.writer = SocketWriter(sock, settings.write_timeout)
         self.deadline = now + settings.header_timeout
-        self.state = C.NEW
+        self.state = NEW
         self.registered = False   # known to epoll (armed again with modify)
         self.body_since = 0.0     # when the body under way began (0: none yet)
 
@@ -477,7 +480,7 @@ class Worker:
                         if obj is None:
                             continue
                         try:
-                            if obj.state is C.LINGERING:
+                            if obj.state is LINGERING:
                                 self._drain(obj)
                             else:
                                 self._read(obj)
@@ -542,8 +545,8 @@ class Worker:
             # that may be on its way. A request half-received keeps its own
             # deadline (within graceful_timeout); one with the pool gets its
             # grace when it is answered (_wait_for_more).
-            if conn.state in (C.NEW, C.IDLE) and conn.http.idle:
-                self._enter(conn, C.DRAINING)
+            if conn.state in (NEW, IDLE) and conn.http.idle:
+                self._enter(conn, DRAINING)
                 conn.deadline = min(conn.deadline, grace)
         with self.lock:
             self._update_accepting()
@@ -565,7 +568,7 @@ class Worker:
         for _ in self._threads:
             self.queue.put(None)
         for conn in list(self.conns.values()):
-            if conn.state is not C.OWNED or self.fast_stop:
+            if conn.state is not OWNED or self.fast_stop:
                 self._close(conn)
         deadline = time.monotonic() + (0.5 if self.fast_stop else 2.0)
         for t in self._threads:
@@ -690,9 +693,9 @@ class Worker:
         old = conn.state
         if not _NEXT[old] >> state & 1:
             raise AssertionError(f"connection state {old.name} -> {state.name}")
-        if old is C.NEW:
+        if old is NEW:
             self.fresh -= 1     # only the loop owns a NEW connection: no race
-        if state is C.OWNED:
+        if state is OWNED:
             conn.body_since = 0.0
         conn.state = state
 
@@ -738,7 +741,7 @@ class Worker:
             else:
                 self._wait_for_more(conn, self.now, was_idle)
             return
-        self._enter(conn, C.OWNED)
+        self._enter(conn, OWNED)
         with self.lock:
             self.busy += 1
             if self.accepting and self.busy >= self.settings.threads:
@@ -768,7 +771,7 @@ class Worker:
         to epoll. Called by the loop after a read and by a pool thread after a
         response."""
         http, s = conn.http, self.settings
-        state = C.NEW if conn.state is C.NEW else C.READING
+        state = NEW if conn.state is NEW else READING
         if http.waiting_for_body:
             if not conn.body_since:
                 conn.body_since = now
@@ -788,10 +791,10 @@ class Worker:
                     self._close(conn)
                     return
         elif http.idle:     # a request answered: kept alive
-            state = C.IDLE
+            state = IDLE
             conn.deadline = now + s.keepalive
             if self.stopping:
-                state = C.DRAINING
+                state = DRAINING
                 conn.deadline = min(conn.deadline, now + STOP_GRACE)
         elif new_request:
             conn.deadline = now + s.header_timeout
@@ -811,7 +814,7 @@ class Worker:
                   exc_info=exc if full else None)
         if conn.fd not in self.conns:
             return
-        if conn.state is C.LINGERING:
+        if conn.state is LINGERING:
             self._close(conn)
             return
         try:
@@ -853,7 +856,7 @@ class Worker:
             self._close(conn)
             return
         conn.deadline = time.monotonic() + LINGER_SECONDS
-        self._arm(conn, C.LINGERING)
+        self._arm(conn, LINGERING)
 
     def _drain(self, conn: Conn) -> None:
         try:
@@ -869,7 +872,7 @@ class Worker:
     def _close(self, conn: Conn) -> None:
         if self.conns.pop(conn.fd, None) is None:
             return
-        self._enter(conn, C.CLOSED)
+        self._enter(conn, CLOSED)
         self._drop_request(conn)
         try:
             conn.sock.close()   # also drops it from epoll
@@ -886,7 +889,7 @@ class Worker:
         budget = self.budget
         if budget is not None and budget.exhausted:
             for conn in list(self.conns.values()):
-                if conn.state in (C.NEW, C.READING) and conn.http.waiting_for_body:
+                if conn.state in (NEW, READING) and conn.http.waiting_for_body:
                     try:
                         conn.http.spill()
                     except Exception as e:
@@ -895,11 +898,11 @@ class Worker:
             state = conn.state
             if state not in ARMED or conn.deadline > now:
                 continue
-            if state is C.DRAINING:
+            if state is DRAINING:
                 # The stop's grace is over: a lingering close, so a request
                 # sent at this very moment meets a FIN, not a reset.
                 self._linger(conn)
-            elif state is C.LINGERING or conn.http.idle:
+            elif state is LINGERING or conn.http.idle:
                 self._close(conn)
             else:
                 # A head or body that did not arrive in time.
