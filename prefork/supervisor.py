@@ -113,11 +113,6 @@ class ServerState(enum.Enum):
     FAST_STOP = "fast stop"
 
 
-class ReloadPhase(enum.Enum):
-    CANARY = "canary"        # the canary boots, then serves on probation
-    ROLLING = "rolling"      # accepted: the old generation is being replaced
-
-
 # -- actions ---------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -215,7 +210,6 @@ class Reload:
     cfg: Any
     hooks: Any
     generation: int = 0
-    phase: ReloadPhase = ReloadPhase.CANARY
     canary: int | None = None          # the canary's worker number
     trial_start: float = 0.0
     # Counters at the start of the probation: (requests, errors) by worker number.
@@ -645,7 +639,6 @@ class Supervisor:
         self.cfg, self.hooks = new_cfg, trial.hooks
         self.actions.append(Switch(new_cfg, trial.hooks))
         self.generation = trial.generation
-        trial.phase = ReloadPhase.ROLLING
         self.rolling.append(trial)
         self.trial = None
         # The canary takes the place of one old worker.
