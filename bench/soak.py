@@ -75,12 +75,16 @@ def sample(master: int, t: float, load: ChaosLoad, hups: int) -> Sample:
                   ok=stats.ok, failed=len(stats.failures), hups=hups)
 
 
-def soak(server: str, minutes: float, hup_every: float, sample_every: float) -> tuple[
-        list[Sample], list[float], ChaosLoad]:
+def soak(server: str, minutes: float, hup_every: float, sample_every: float,
+         csv_path: Path) -> tuple[list[Sample], list[float], ChaosLoad]:
+    """The run; each sample goes to ``csv_path`` as it is taken, so a run
+    that dies (or is stopped) at minute 29 keeps its 29 minutes."""
     samples: list[Sample] = []
     hup_times: list[float] = []
     seconds = minutes * 60
-    with started(server, {}) as srv:
+    with csv_path.open("w", newline="") as f, started(server, {}) as srv:
+        w = csv.DictWriter(f, fieldnames=[x.name for x in fields(Sample)])
+        w.writeheader()
         with ChaosLoad("127.0.0.1", srv.port, threads=CLIENTS, max_seconds=seconds + 60) as load:
             load.wait_for_ok(50)
             t0 = time.monotonic()
@@ -89,6 +93,8 @@ def soak(server: str, minutes: float, hup_every: float, sample_every: float) -> 
                 if now >= next_sample:
                     samples.append(sample(srv.master, now - t0, load, len(hup_times)))
                     s = samples[-1]
+                    w.writerow(asdict(s))
+                    f.flush()
                     print(f"{s.t:7.0f} s  {s.workers} workers  RSS {s.master_rss:.1f} + "
                           f"{s.workers_rss:.1f} MiB  fds {s.total_fds}  threads "
                           f"{s.total_threads}  ok {s.ok}  failed {s.failed}", flush=True)
@@ -99,15 +105,8 @@ def soak(server: str, minutes: float, hup_every: float, sample_every: float) -> 
                     next_hup += hup_every
                 time.sleep(max(0.0, min(next_sample, next_hup) - time.monotonic()))
             samples.append(sample(srv.master, time.monotonic() - t0, load, len(hup_times)))
+            w.writerow(asdict(samples[-1]))
     return samples, hup_times, load
-
-
-def write_csv(path: Path, samples: list[Sample]) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=[x.name for x in fields(Sample)])
-        w.writeheader()
-        for s in samples:
-            w.writerow(asdict(s))
 
 
 PANELS = [("memory (RSS, MiB)", [("master_rss", "master"), ("workers_rss", "workers, summed"),
@@ -178,18 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-every", type=float, default=5.0, help="seconds between samples")
     p.add_argument("--server", choices=["prefork", "gunicorn"], default="prefork")
     p.add_argument("--out", type=Path, default=None,
-                   help="path of the CSV (the plot goes beside it); default bench/results/")
+                   help="path of the CSV, or a directory for it (the plot goes beside it); "
+                        "default bench/results/")
     args = p.parse_args(argv)
 
     def _exit(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _exit)
-    out = args.out or ROOT / "bench" / "results" / (
-        f"soak-{args.server}-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+    out = args.out or ROOT / "bench" / "results"
+    if out.is_dir() or not out.suffix:
+        out = out / f"soak-{args.server}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    samples, hups, load = soak(args.server, args.minutes, args.hup_every, args.sample_every)
-    write_csv(out, samples)
+    samples, hups, load = soak(args.server, args.minutes, args.hup_every, args.sample_every, out)
     title = (f"{args.server} soak: {args.minutes:g} min, HUP every {args.hup_every:g} s, "
              f"{samples[-1].ok:,} requests, {samples[-1].failed} failed")
     try:
