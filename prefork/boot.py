@@ -25,6 +25,7 @@ from .config import Config
 from .daemon import drop_privileges
 from .hooks import Hooks, ServerView, WorkerView
 from .http.parser import Limits
+from .http.proxy import Forwarding, Networks
 from .log import dump_stacks_to_error_log
 from .scoreboard import Scoreboard, Slot
 from .supervisor import WORKER_BOOT_ERROR
@@ -54,6 +55,10 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         accesslog=cfg.accesslog,
         access_log_format=cfg.access_log_format,
         ready_path=cfg.ready_path,
+        forwarding=Forwarding(Networks(cfg.forwarded_allow_ips), cfg.forwarded_headers,
+                              cfg.secure_scheme_headers),
+        proxy_protocol=cfg.proxy_protocol,
+        proxy_allow=Networks(cfg.proxy_allow_ips),
     )
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .hooks import HOOKS
+from .http.proxy import FORWARDED_HEADERS, Networks
 from .log import DEFAULT_ACCESS_FORMAT, check_access_format
 
 
@@ -184,6 +185,29 @@ class StrMap:
         return out
 
 
+class NetList(StrList):
+    """Peers to trust: addresses or CIDRs, "*" for any, "unix" for unix-socket peers."""
+
+    def describe(self) -> str:
+        return "a list of addresses or CIDRs, '*' or 'unix'"
+
+    def __call__(self, value: Any) -> list[str]:
+        items = super().__call__(value)
+        Networks(items)     # raises ValueError on a bad item
+        return items
+
+
+class ForwardedHeaders(StrList):
+    def describe(self) -> str:
+        return "a list of: " + ", ".join(h.title() for h in FORWARDED_HEADERS)
+
+    def __call__(self, value: Any) -> list[str]:
+        items = super().__call__(value)
+        if any(item.strip().lower() not in FORWARDED_HEADERS for item in items):
+            raise ValueError
+        return items
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -333,6 +357,34 @@ SETTINGS: list[Setting] = [
     Setting("root_path", "Application", Str(), "",
             "URL prefix the application is mounted under: it becomes SCRIPT_NAME and is "
             "stripped from PATH_INFO."),
+    # Proxies
+    Setting("forwarded_allow_ips", "Proxies", NetList(), ["127.0.0.1", "::1", "unix"],
+            "Peers whose forwarded headers (forwarded_headers, secure_scheme_headers) are "
+            "believed: addresses or CIDRs, '*' for any peer, 'unix' for a peer on a unix "
+            "socket. From any other peer those headers reach the app as sent and change "
+            "nothing. The client is the rightmost hop of X-Forwarded-For (or Forwarded) "
+            "that is not itself in this list.", metavar="CIDR", multiple=True),
+    Setting("forwarded_headers", "Proxies", ForwardedHeaders(),
+            ["X-Forwarded-For", "X-Forwarded-Proto"],
+            "The forwarded headers a trusted peer may set: Forwarded (RFC 7239), "
+            "X-Forwarded-For (REMOTE_ADDR), X-Forwarded-Proto (wsgi.url_scheme), "
+            "X-Forwarded-Host (HTTP_HOST, SERVER_NAME), X-Forwarded-Port (SERVER_PORT), "
+            "X-Forwarded-Prefix (SCRIPT_NAME). Name only headers your proxy sets or "
+            "overwrites itself: one it passes through unchanged is the client's to forge.",
+            metavar="HEADER", multiple=True),
+    Setting("secure_scheme_headers", "Proxies", StrMap(),
+            {"X-Forwarded-Protocol": "ssl", "X-Forwarded-Ssl": "on"},
+            "Headers that, from a trusted peer, mean https when they have the given value "
+            "(as gunicorn's). Scheme headers that disagree get a 400.", metavar="HEADER=VALUE",
+            multiple=True),
+    Setting("proxy_protocol", "Proxies", Choice(("off", "v1", "v2", "auto")), "off",
+            "Expect a PROXY protocol header (HAProxy's; v1 text, v2 binary, or auto for "
+            "either) at the start of every connection, and take the client's address from "
+            "it. A connection without a valid one is closed."),
+    Setting("proxy_allow_ips", "Proxies", NetList(), ["127.0.0.1", "::1", "unix"],
+            "Peers allowed to send a PROXY protocol header; a connection from any other "
+            "peer is closed when proxy_protocol is on. Same forms as forwarded_allow_ips.",
+            metavar="CIDR", multiple=True),
     # Process
     Setting("daemon", "Process", Bool(), False,
             "Detach from the terminal and run in the background. `prefork start --daemon` "
@@ -524,6 +576,10 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return repr(value)
 
 
