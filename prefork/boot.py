@@ -25,7 +25,7 @@ from .config import Config
 from .daemon import drop_privileges
 from .hooks import Hooks, ServerView, WorkerView
 from .http.parser import Limits
-from .http.proxy import Forwarding, Networks
+from .http.proxy import Forwarding, Networks, RequestIds
 from .log import dump_stacks_to_error_log
 from .scoreboard import Scoreboard, Slot
 from .supervisor import WORKER_BOOT_ERROR
@@ -59,6 +59,7 @@ def worker_settings(cfg: Config) -> WorkerSettings:
                               cfg.secure_scheme_headers),
         proxy_protocol=cfg.proxy_protocol,
         proxy_allow=Networks(cfg.proxy_allow_ips),
+        request_ids=RequestIds(cfg.request_id_header) if cfg.request_id_header else None,
     )
 
 

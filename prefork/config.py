@@ -439,6 +439,11 @@ SETTINGS: list[Setting] = [
             "a user agent, T/M/D/L duration in s/ms/us/decimal s, p pid, {Name}i request header, "
             "{Name}o response header, {key}e environ value. Or json for JSON lines. Values are "
             "escaped so a client cannot forge a line."),
+    Setting("request_id_header", "Logging", Str(), "",
+            "Give every request an id, in this header (e.g. X-Request-ID): kept as sent by a "
+            "peer in forwarded_allow_ips, made up by prefork otherwise. The app finds it in "
+            "the environ as prefork.request_id and as the header; the access log with "
+            "{X-Request-ID}i, and in the json format. Empty: no ids."),
     Setting("syslog_addr", "Logging", Str(), "",
             "Also send the error log to syslog: unix:///dev/log, udp://HOST:PORT or "
             "tcp://HOST:PORT. Empty: no syslog."),

@@ -168,7 +168,8 @@ def give_log_files_to_workers(accesslog: str, user: str, group: str) -> None:
 
 # The environ keys json_line reads.
 _JSON_KEYS: tuple[str, ...] = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO",
-                                "SERVER_PROTOCOL", "HTTP_REFERER", "HTTP_USER_AGENT")
+                                "SERVER_PROTOCOL", "HTTP_REFERER", "HTTP_USER_AGENT",
+                                "prefork.request_id")
 
 
 class AccessLog:
@@ -268,7 +269,7 @@ class AccessLog:
     def json_line(e: dict[str, Any], status: str | None, length: int, start: float, end: float,
                   wall: float) -> str:
         """One line of the ``json`` format; ``e`` holds the _JSON_KEYS (None when missing)."""
-        return json.dumps({
+        line = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(wall)),
             "remote_addr": e["REMOTE_ADDR"] or "",
             "method": e["REQUEST_METHOD"] or "",
@@ -280,7 +281,10 @@ class AccessLog:
             "referer": e["HTTP_REFERER"] or "",
             "user_agent": e["HTTP_USER_AGENT"] or "",
             "pid": os.getpid(),
-        }, separators=(",", ":"))
+        }
+        if e["prefork.request_id"]:
+            line["request_id"] = e["prefork.request_id"]
+        return json.dumps(line, separators=(",", ":"))
 
 
 # Each atom is an expression over (E("KEY")=an environ value, s=status,

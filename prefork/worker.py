@@ -76,7 +76,7 @@ from typing import Any
 from .http.connection import HTTPConnection, Request
 from .http.errors import ClientGone, HTTPError, InternalError, RequestTimeout
 from .http.parser import Limits
-from .http.proxy import Forwarding, Networks, ProxyError, parse_proxy_header
+from .http.proxy import Forwarding, Networks, ProxyError, RequestIds, parse_proxy_header
 from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
 from .log import DEFAULT_ACCESS_FORMAT, AccessLog, dump_stacks_to_error_log, reopen_error_log
 from .scoreboard import READY, STOPPING, Slot
@@ -140,6 +140,7 @@ class WorkerSettings:
     forwarding: Forwarding | None = None    # whose forwarded headers count, and which
     proxy_protocol: str = "off"             # off, v1, v2 or auto
     proxy_allow: Networks | None = None     # who may send a PROXY header
+    request_ids: RequestIds | None = None   # request_id_header
 
 
 class SocketWriter:
@@ -999,6 +1000,7 @@ class Worker:
         http = conn.http
         current = self.current
         access_log = self.access_log
+        request_ids = self.settings.request_ids
         while True:
             head = req.head
             start = time.monotonic()
@@ -1014,6 +1016,8 @@ class Worker:
                     current[index] = None
                     self._reject_from_thread(conn, e)
                     return
+            if request_ids is not None:
+                request_ids.assign(environ, conn.trusted)
             try:
                 if self.pre_request is not None:
                     self._call_hook(self.pre_request, environ)

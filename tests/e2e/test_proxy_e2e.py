@@ -160,3 +160,21 @@ def test_hostile_proxy_headers_never_take_the_worker_down():
                     pytest.fail(f"a mangled header {bytes(raw)!r} left the connection hanging")
         assert workers_of(srv) == pids
         assert environ_of(send(srv, good[0] + REQ))["REMOTE_ADDR"] == "203.0.113.5"
+
+
+def test_request_ids_in_the_environ_and_the_access_log():
+    with running("testapp:app", "--request-id-header", "X-Request-ID", "--accesslog", "-",
+                 "--access-log-format", "json", "--forwarded-allow-ips", "127.0.0.1") as srv:
+        e = environ_of(get(srv, "/environ", "X-Request-ID: from-the-proxy-1\r\n"))
+        assert e["prefork.request_id"] == e["HTTP_X_REQUEST_ID"] == "from-the-proxy-1"
+        made = [environ_of(get(srv, "/environ"))["prefork.request_id"] for _ in range(3)]
+        assert len(set(made)) == 3 and all(m != "from-the-proxy-1" for m in made)
+        bad = environ_of(get(srv, "/environ", "X-Request-ID: " + "x" * 300 + "\r\n"))
+        assert len(bad["prefork.request_id"]) < 40
+        srv.wait_for_log(r'"request_id":"from-the-proxy-1"')
+        srv.wait_for_log(f'"request_id":"{made[0]}"')
+    # From a peer that is not trusted, the client's id is replaced.
+    with running("testapp:app", "--request-id-header", "X-Request-ID",
+                 "--forwarded-allow-ips", "10.0.0.0/8") as srv:
+        e = environ_of(get(srv, "/environ", "X-Request-ID: forged\r\n"))
+        assert e["prefork.request_id"] == e["HTTP_X_REQUEST_ID"] != "forged"

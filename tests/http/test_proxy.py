@@ -323,3 +323,41 @@ def test_v2_fuzz_never_raises_anything_else():
             continue
         if got is not None:
             assert got[1] <= len(raw)
+
+
+# -- request ids -----------------------------------------------------------------
+
+
+def test_request_ids_kept_from_trusted_made_otherwise():
+    from prefork.http.proxy import RequestIds
+    ids = RequestIds("X-Request-ID")
+    e = {"HTTP_X_REQUEST_ID": "abc-123"}
+    assert ids.assign(e, trusted=True) == "abc-123" == e["prefork.request_id"]
+    e = {"HTTP_X_REQUEST_ID": "abc-123"}
+    made = ids.assign(e, trusted=False)
+    assert made != "abc-123" and e["HTTP_X_REQUEST_ID"] == made == e["prefork.request_id"]
+    for bad in ("x" * 201, "has space", "", "caf\u00e9"):
+        assert ids.assign({"HTTP_X_REQUEST_ID": bad}, trusted=True) != bad
+    seen = {ids.assign({}, trusted=True) for _ in range(1000)}
+    assert len(seen) == 1000
+    other = RequestIds("X-Request-ID")
+    assert other.assign({}, True).split("-")[0] != made.split("-")[0]   # its own prefix
+
+
+def test_request_ids_unique_across_threads():
+    import threading
+
+    from prefork.http.proxy import RequestIds
+    ids = RequestIds("X-Request-ID")
+    out: list[str] = []
+
+    def run():
+        got = [ids.assign({}, False) for _ in range(5000)]
+        out.extend(got)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(out)) == 20000
