@@ -23,6 +23,7 @@ from typing import Any
 from .app import AppImportError, load_app
 from .config import Config
 from .daemon import drop_privileges
+from .dump import install as install_dump
 from .hooks import Hooks, ServerView, WorkerView
 from .http.parser import Limits
 from .http.proxy import Forwarding, Networks, RequestIds
@@ -80,6 +81,7 @@ class WorkerBoot:
     server: ServerView
     close_fds: list[int] = field(default_factory=list)
     close_socks: list[socket.socket] = field(default_factory=list)
+    dump_dir: str = ""                      # where to answer ``prefork dump`` (DUMP_SIGNAL)
 
 
 def run_worker(boot: WorkerBoot) -> int:
@@ -138,6 +140,8 @@ def run_worker(boot: WorkerBoot) -> int:
                     parent_pid=boot.master_pid)
     worker.dump_signal = signal.SIGUSR2
     worker.install_signals()
+    if boot.dump_dir:
+        install_dump(boot.dump_dir, worker.current)    # prefork dump
 
     def on_abort(*_: Any) -> None:
         # The stacks were already written on the USR2 sent just before.

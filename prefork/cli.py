@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("reload", "reload the configuration and the app (like HUP), and "
                                   "report whether the new app booted"),
                        ("upgrade", "start a new master from the current code (like USR2)"),
-                       ("status", "show the master and each worker")):
+                       ("status", "show the master and each worker"),
+                       ("dump", "print every worker's threads, their stacks and the request "
+                                "each one serves, without stopping anything")):
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         cmd.add_argument("-c", "--config", metavar="FILE", help="TOML config file")
         for setting in ("control_socket", "pidfile"):
@@ -84,8 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
             _add_setting(cmd, "graceful_timeout")
             cmd.add_argument("--fast", action="store_true",
                              help="stop at once (like INT), without waiting for requests")
-        if name == "status":
+        if name in ("status", "dump"):
             cmd.add_argument("--json", action="store_true", help="print JSON")
+        if name == "dump":
+            cmd.add_argument("--all", action="store_true",
+                             help="the stacks of idle pool threads too")
     return parser
 
 
@@ -101,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     config_file = args.pop("config", None)
     app_spec = args.pop("app", None)
-    extra: dict[str, Any] = {k: args.pop(k) for k in ("fast", "json") if k in args}
+    extra: dict[str, Any] = {k: args.pop(k) for k in ("fast", "json", "all") if k in args}
     cli = {k: v for k, v in args.items() if k in BY_NAME}
     try:
         cfg = resolve(cli, config_file)
@@ -234,6 +239,8 @@ def remote(command: str, cfg: Config, extra: dict[str, Any]) -> int:
             else:
                 print(f"prefork: upgraded; the new master is pid {answer.get('pid')}")
             return 0
+        if command == "dump":
+            return dump(ctl, extra)
         # status
         try:
             answer = control.request(ctl, {"cmd": "status"}, 10)
@@ -247,6 +254,20 @@ def remote(command: str, cfg: Config, extra: dict[str, Any]) -> int:
     except NoMaster as e:
         print(f"prefork: error: {e}", file=sys.stderr)
         return 1
+
+
+def dump(ctl: str, extra: dict[str, Any]) -> int:
+    from .dump import DUMP_WAIT, format_dump
+    try:
+        answer = control.request(ctl, {"cmd": "dump"}, DUMP_WAIT + 10)
+    except (ConnectionError, OSError) as e:
+        raise NoMaster(f"{e}; dump needs the control socket") from None
+    if not answer.get("ok"):
+        print(f"prefork: error: {answer.get('error')}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2) if extra.get("json")
+          else format_dump(answer, idle_stacks=bool(extra.get("all"))))
+    return 0 if not answer.get("missing") else 1
 
 
 def _mib(n: int) -> str:

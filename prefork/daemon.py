@@ -120,7 +120,7 @@ def report(fd: int | None, message: bytes) -> None:
         pass
 
 
-def _ids(user: str, group: str) -> tuple[int | None, int | None, str | None]:
+def user_ids(user: str, group: str) -> tuple[int | None, int | None, str | None]:
     """uid, gid and user name of ``user``/``group`` (None: not given); KeyError if unknown."""
     uid = gid = None
     name = None
@@ -138,7 +138,7 @@ def drop_privileges(user: str, group: str) -> None:
         return
     if os.geteuid() != 0:
         raise PermissionError("user/group can only be changed when started as root")
-    uid, gid, name = _ids(user, group)
+    uid, gid, name = user_ids(user, group)
     if gid is not None:
         if name is not None:
             os.initgroups(name, gid)
@@ -158,7 +158,7 @@ def give_files_to(paths: Iterable[str], user: str, group: str) -> None:
     if os.geteuid() != 0 or not (user or group):
         return
     try:
-        uid, gid, _ = _ids(user, group)
+        uid, gid, _ = user_ids(user, group)
     except KeyError as e:
         log.warning("cannot give the log files to user %r / group %r: %s", user, group, e)
         return

@@ -50,7 +50,8 @@ from .app import AppImportError, load_app
 from .boot import WorkerBoot, run_worker, set_title
 from .config import Config
 from .control import ControlClient, ControlServer
-from .daemon import Pidfile, PidfileError, daemonize, report
+from .daemon import Pidfile, PidfileError, daemonize, report, user_ids
+from .dump import Dumps
 from .hooks import Hooks, ServerView, WorkerView
 from .log import give_log_files_to_workers, reopen_error_log
 from .scoreboard import Scoreboard, SlotView
@@ -66,6 +67,7 @@ from .supervisor import (
     Supervisor,
     Switch,
     WantedChanged,
+    WorkerState,
 )
 from .systemd import Systemd
 from .upgrade import Upgrade, announce_upgrade_ready, started_by_upgrade
@@ -96,6 +98,7 @@ class Master:
         self.pid = os.getpid()
         self.sup: Supervisor | None = None     # made in setup(), with the scoreboard
         self.signals: deque[int] = deque()
+        self.dumps = Dumps()
         self.upgrade = Upgrade(argv, retire=lambda: self.stop(graceful=True),
                                reclaim=self._reclaim_after_failed_upgrade)
         self.last_memory_check = 0.0
@@ -200,6 +203,11 @@ class Master:
                 if self.cfg.source("control_socket") != "default":
                     raise
                 log.warning("%s; running without a control socket", e.strerror)
+        if self.control is not None:
+            uid = gid = None
+            if os.geteuid() == 0 and (cfg.user or cfg.group):
+                uid, gid, _ = user_ids(cfg.user, cfg.group)
+            self.dumps.open(-1 if uid is None else uid, -1 if gid is None else gid)
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
@@ -243,6 +251,8 @@ class Master:
                 self._sleep()
                 self.sd.tick(self)      # watchdog pings only while this loop turns
                 self.upgrade.tick(time.monotonic())     # a new master past upgrade_timeout
+                if self.dumps.waiting:
+                    self.dumps.tick(time.monotonic())
                 while self.signals:
                     self._handle_signal(self.signals.popleft())
                 self._reap()
@@ -326,8 +336,9 @@ class Master:
     def _cleanup(self) -> None:
         self.hooks.call("on_exit", self.view())
         waiters = [c for clients in self.reload_waiters.values() for c in clients]
-        for client in waiters + self.upgrade.waiters:
+        for client in waiters + self.upgrade.waiters + [w.client for w in self.dumps.waiting]:
             client.reply({"ok": False, "error": "the master stopped"})
+        self.dumps.close()
         if self.control is not None:
             self.control.close()
         if self.pidfile is not None:
@@ -427,6 +438,8 @@ class Master:
             boot.close_socks.append(self.control.sock)
         boot.close_socks += [c.conn for clients in self.reload_waiters.values() for c in clients]
         boot.close_socks += [c.conn for c in self.upgrade.waiters]
+        boot.close_socks += [w.client.conn for w in self.dumps.waiting]
+        boot.dump_dir = self.dumps.directory
         try:
             pid = os.fork()
         except OSError as e:
@@ -564,6 +577,13 @@ class Master:
                 self.upgrade.waiters.append(client)
             else:
                 client.reply({"ok": False, "error": "upgrade could not start (see the error log)"})
+        elif cmd == "dump":
+            if not self.dumps.directory:
+                client.reply({"ok": False, "error": "dumps need the control socket's directory"})
+                return
+            live = {w.pid: w.number for w in sup.workers.values()
+                    if w.pid and w.state in DUMPABLE}
+            self.dumps.start(client, live, time.monotonic())
         elif cmd in ("add_workers", "remove_workers"):
             n = req.get("n", 1)
             if not isinstance(n, int) or n < 1:
@@ -574,6 +594,12 @@ class Master:
             self._act()
         else:
             client.reply({"ok": False, "error": f"unknown command {cmd!r}"})
+
+
+# Workers that have their DUMP_SIGNAL handler: a real-time signal's default
+# action is to terminate, so a worker still booting is never sent one.
+DUMPABLE = frozenset((WorkerState.PROBATION, WorkerState.READY, WorkerState.REPLACED,
+                      WorkerState.RETIRING))
 
 
 def _reload_status(sup: Supervisor) -> str:
