@@ -517,6 +517,10 @@ class Master:
         except ValueError as e:
             log.error("reload failed: %s; keeping the current workers", e)
             return False
+        if new_cfg is not self.cfg:
+            # A new accesslog path, or a new user: the new generation's
+            # workers must be able to open it (root + user only).
+            give_log_files_to_workers(new_cfg.accesslog, new_cfg.user, new_cfg.group)
         ticket = self.supervisor.reload(new_cfg, time.monotonic(), new_hooks)
         if client is not None:
             self.reload_waiters.setdefault(ticket, []).append(client)

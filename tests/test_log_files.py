@@ -88,3 +88,49 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.timeout(60)
+def test_a_reload_that_moves_the_access_log_gives_the_new_file(tmp_path):
+    # A real server whose workers run as nobody; the HUP names a new
+    # accesslog, which must be the workers' before they try to open it.
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from server import ROOT, get, running
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import hashlib, prefork"], cwd="/",
+                               env={"PYTHONPATH": str(ROOT)}, capture_output=True,
+                               user="nobody", group="nogroup").returncode
+    except PermissionError:         # the interpreter itself
+        probe = 1
+    if probe != 0:
+        pytest.skip("nobody cannot run this interpreter or read the checkout (under /root?): "
+                    "workers running as nobody could not import the app")
+    work = tempfile.mkdtemp(prefix="prefork-logs-")
+    os.chmod(work, 0o755)       # nobody must reach the files (tmp_path is root's alone)
+    try:
+        conf = os.path.join(work, "prefork.toml")
+        with open(conf, "w") as f:
+            f.write('accesslog = "a.log"\n')
+        with running("testapp:app", "-c", conf, "--user", "nobody", "--group", "nogroup",
+                     cwd=work) as srv:
+            assert get(srv, "/hello").status == 200
+            with open(conf, "w") as f:
+                f.write('accesslog = "b.log"\n')
+            ctl = srv.args[srv.args.index("--control-socket") + 1]
+            out = subprocess.run([sys.executable, "-m", "prefork", "reload", "--control-socket",
+                                  ctl], capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert get(srv, "/hello?after-reload").status == 200
+            b = os.path.join(work, "b.log")
+            assert owner(b) == (NOBODY, NOGROUP)
+            deadline = time.monotonic() + 5
+            while "after-reload" not in open(b).read():
+                assert time.monotonic() < deadline, srv.log
+                time.sleep(0.1)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
