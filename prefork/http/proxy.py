@@ -473,6 +473,11 @@ def _parse_v1(buf: bytes) -> tuple[ProxyHeader, int] | None:
     return ProxyHeader(1, (str(s), sport), (str(d), dport)), end + 2
 
 
+# v2 address families: the address type and its size in bytes.
+_INET: dict[int, tuple[type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address], int]] = {
+    1: (ipaddress.IPv4Address, 4), 2: (ipaddress.IPv6Address, 16)}
+
+
 def _parse_v2(buf: bytes) -> tuple[ProxyHeader, int] | None:
     sig = len(V2_SIGNATURE)
     if buf[:sig] != V2_SIGNATURE[:len(buf)]:
@@ -502,20 +507,15 @@ def _parse_v2(buf: bytes) -> tuple[ProxyHeader, int] | None:
     else:
         if transport != 1:
             raise ProxyError("PROXY v2 header for a datagram or unknown transport")
-        if family == 1:
-            if length < 12:
-                raise ProxyError("PROXY v2 header too short for IPv4 addresses")
-            sport, dport = struct.unpack_from("!HH", body, 8)
-            header = ProxyHeader(2, (str(ipaddress.IPv4Address(bytes(body[0:4]))), str(sport)),
-                                 (str(ipaddress.IPv4Address(bytes(body[4:8]))), str(dport)))
-            offset = 12
-        elif family == 2:
-            if length < 36:
-                raise ProxyError("PROXY v2 header too short for IPv6 addresses")
-            sport, dport = struct.unpack_from("!HH", body, 32)
-            header = ProxyHeader(2, (str(ipaddress.IPv6Address(bytes(body[0:16]))), str(sport)),
-                                 (str(ipaddress.IPv6Address(bytes(body[16:32]))), str(dport)))
-            offset = 36
+        if family in _INET:
+            address, size = _INET[family]
+            block = 2 * size + 4
+            if length < block:
+                raise ProxyError(f"PROXY v2 header too short for {address.__name__[:4]} addresses")
+            sport, dport = struct.unpack_from("!HH", body, 2 * size)
+            header = ProxyHeader(2, (str(address(bytes(body[:size]))), str(sport)),
+                                 (str(address(bytes(body[size:2 * size]))), str(dport)))
+            offset = block
         elif family == 3:
             if length < 216:
                 raise ProxyError("PROXY v2 header too short for unix addresses")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from server import ROOT, HTTPReader, running, wait_until, workers_of
+from server import ROOT, HTTPReader, running, workers_of
 
 DOC = ROOT / "docs" / "proxies.md"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
@@ -145,6 +145,15 @@ def first_answer(port: int, path: str) -> dict:
 SPOOF = "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\n"
 
 
+def through_proxy(port: int, path: str, n: int) -> list[dict]:
+    """What the app saw of ``n`` forged requests on one kept-alive client
+    connection to the proxy, once it answers."""
+    first_answer(port, path)
+    with client(port) as s:
+        reader = HTTPReader(s)
+        return [ask(s, reader, path, SPOOF) for _ in range(n)]
+
+
 def established_from(worker: int, port: int) -> int:
     conns = psutil.Process(worker).net_connections(kind="tcp")
     return sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
@@ -157,15 +166,11 @@ def test_nginx_over_tcp_keepalive(tmp_path):
                                "X-Forwarded-Prefix") for a in ("--forwarded-headers", h)]) as srv:
         site = substitute(doc_block("nginx-tcp"), **{"127.0.0.1:8000": f"127.0.0.1:{srv.port}"})
         with nginx(site, tmp_path) as (_, port):
-            first_answer(port, "/shop/environ")
-            with client(port) as s:
-                reader = HTTPReader(s)
-                for _ in range(5):
-                    e = ask(s, reader, "/shop/environ", SPOOF)
-                    assert e["REMOTE_ADDR"] == CLIENT         # not 6.6.6.6, not nginx
-                    assert e["wsgi.url_scheme"] == "http"     # nginx's $scheme overwrote it
-                    assert e["HTTP_HOST"] == e["SERVER_NAME"] == "shop.example"
-                    assert (e["SCRIPT_NAME"], e["PATH_INFO"]) == ("/shop", "/environ")
+            for e in through_proxy(port, "/shop/environ", 5):
+                assert e["REMOTE_ADDR"] == CLIENT         # not 6.6.6.6, not nginx
+                assert e["wsgi.url_scheme"] == "http"     # nginx's $scheme overwrote it
+                assert e["HTTP_HOST"] == e["SERVER_NAME"] == "shop.example"
+                assert (e["SCRIPT_NAME"], e["PATH_INFO"]) == ("/shop", "/environ")
             # keepalive + proxy_http_version 1.1: the upstream connection outlives the requests.
             (worker,) = workers_of(srv)
             assert established_from(worker, srv.port) >= 1
@@ -183,14 +188,10 @@ def test_nginx_over_a_unix_socket(tmp_path):
     with running("testapp:app", "--bind", f"unix:{path}", "--unix-socket-mode", "666") as srv:
         site = substitute(doc_block("nginx-unix"), **{"/run/prefork/prefork.sock": str(path)})
         with nginx(site, tmp_path) as (_, port):
-            first_answer(port, "/environ")
-            with client(port) as s:
-                reader = HTTPReader(s)
-                for _ in range(3):
-                    e = ask(s, reader, "/environ", SPOOF)
-                    assert e["REMOTE_ADDR"] == CLIENT       # a unix peer is trusted by default
-                    assert e["wsgi.url_scheme"] == "http"
-                    assert e["HTTP_HOST"] == "shop.example"  # X-Forwarded-Host not listed: ignored
+            for e in through_proxy(port, "/environ", 3):
+                assert e["REMOTE_ADDR"] == CLIENT       # a unix peer is trusted by default
+                assert e["wsgi.url_scheme"] == "http"
+                assert e["HTTP_HOST"] == "shop.example"  # X-Forwarded-Host not listed: ignored
         assert "error reading" not in srv.log
 
 
@@ -199,20 +200,17 @@ def test_nginx_over_a_unix_socket(tmp_path):
 def test_haproxy_proxy_protocol(tmp_path, block, version):
     with running("testapp:app", "--threads", "4", "--proxy-protocol", version,
                  "--proxy-allow-ips", "127.0.0.1") as srv:
+        pids = workers_of(srv)
         cfg = substitute(doc_block(block), **{"127.0.0.1:8000": f"127.0.0.1:{srv.port}"})
         with haproxy(cfg, tmp_path) as (_, port):
-            first_answer(port, "/environ")
-            with client(port) as s:
-                reader = HTTPReader(s)
-                for _ in range(3):
-                    e = ask(s, reader, "/environ", SPOOF)
-                    assert e["PROXY_PROTOCOL"] == version and e["PROXY_ADDR"] == "127.0.0.1"
-                    assert e["REMOTE_ADDR"] == CLIENT        # from the PROXY header
-                    # The client is not a trusted peer: its headers change nothing.
-                    assert e["wsgi.url_scheme"] == "http" and e["HTTP_HOST"] == "shop.example"
-                    assert "6.6.6.6" in e["HTTP_X_FORWARDED_FOR"]
+            for e in through_proxy(port, "/environ", 3):
+                assert e["PROXY_PROTOCOL"] == version and e["PROXY_ADDR"] == "127.0.0.1"
+                assert e["REMOTE_ADDR"] == CLIENT        # from the PROXY header
+                # The client is not a trusted peer: its headers change nothing.
+                assert e["wsgi.url_scheme"] == "http" and e["HTTP_HOST"] == "shop.example"
+                assert "6.6.6.6" in e["HTTP_X_FORWARDED_FOR"]
         # A client straight to the PROXY listener, without the header: closed unanswered.
         with socket.create_connection((srv.host, srv.port), timeout=5) as s:
             s.sendall(b"GET /environ HTTP/1.1\r\nHost: x\r\n\r\n")
             assert s.recv(100) == b""
-        wait_until(lambda: workers_of(srv), 5)
+        assert workers_of(srv) == pids
