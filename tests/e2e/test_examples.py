@@ -616,7 +616,9 @@ def test_flask_query_params_and_headers(fl):
     assert data["args"] == {"x": ["1", "2"], "empty": [""], "sp": ["a b+c"]}
     assert data["headers"] == {"Host": "test", "X-Trace": "t-1",
                                "X-Forwarded-For": "10.0.0.1", "User-Agent": "e2e/2"}
-    assert data["remote_addr"] == "127.0.0.1"
+    # 127.0.0.1 is a trusted proxy by default (forwarded_allow_ips), so the
+    # client it names is the one Flask sees.
+    assert data["remote_addr"] == "10.0.0.1"
     assert data["url"] == "http://test/inspect?x=1&x=2&empty=&sp=a+b%2Bc"
 
 
