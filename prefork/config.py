@@ -422,6 +422,11 @@ SETTINGS: list[Setting] = [
             "all its workers booted. Past it the old master stops it (TERM, then KILL 2 s "
             "later), logs why, takes back the pidfile and the control socket and goes on "
             "serving."),
+    Setting("metrics_bind", "Control", Str(), "",
+            "Address (HOST:PORT, [IPv6]:PORT or unix:PATH) where the master serves Prometheus "
+            "metrics at /metrics and health checks at /livez and /readyz (docs/kubernetes.md). "
+            "Empty: off. Anyone who can connect can read them: keep it on a private address.",
+            metavar="ADDRESS"),
     Setting("pidfile", "Control", Str(), "",
             "Write the master's pid to this file (a stale one is replaced, a live one refused). "
             "prefork stop/reload/status fall back to it when there is no control socket."),
@@ -512,6 +517,15 @@ class Config:
                 raise ConfigError(f"invalid value for setting 'access_log_format' "
                                   f"({self.source('access_log_format')}): "
                                   f"{self.access_log_format!r}; {e}") from None
+        if setting.name == "metrics_bind" and self.metrics_bind:
+            from .sockets import FD_FAMILY, parse_address
+            try:
+                if parse_address(self.metrics_bind)[0] == FD_FAMILY:
+                    raise ValueError("an inherited descriptor cannot be used here")
+            except ValueError as e:
+                raise ConfigError(f"invalid value for setting 'metrics_bind' "
+                                  f"({self.source('metrics_bind')}): {self.metrics_bind!r}; "
+                                  f"{e}") from None
         if setting.name == "bind":
             from .sockets import parse_address
             for address in self.bind:
@@ -543,7 +557,7 @@ class Config:
 
 
 # PREFORK_* variables that are not settings (set by the server for its children).
-_NOT_SETTINGS = frozenset({"fds", "upgrade_fd"})
+_NOT_SETTINGS = frozenset({"fds", "upgrade_fd", "metrics_fd"})
 
 
 def unknown_setting(name: str, source: str) -> str:

@@ -54,7 +54,8 @@ from .daemon import Pidfile, PidfileError, daemonize, report, user_ids
 from .dump import Dumps
 from .hooks import Hooks, ServerView, WorkerView
 from .log import give_log_files_to_workers, reopen_error_log
-from .scoreboard import Scoreboard, SlotView
+from .metrics import ListenQueue, MetricsServer, MetricsView, WorkerSample, health, listen_queue
+from .scoreboard import N_COUNTERS, Scoreboard, SlotView
 from .status import memory_rss, server_status
 from .supervisor import (
     MASTER_BOOT_ERROR,
@@ -99,7 +100,7 @@ class Master:
         self.sup: Supervisor | None = None     # made in setup(), with the scoreboard
         self.signals: deque[int] = deque()
         self.dumps = Dumps()
-        self.upgrade = Upgrade(argv, retire=lambda: self.stop(graceful=True),
+        self.upgrade = Upgrade(argv, retire=self._retire_for_upgrade,
                                reclaim=self._reclaim_after_failed_upgrade)
         self.last_memory_check = 0.0
         self.hooks = Hooks(cfg)
@@ -108,6 +109,10 @@ class Master:
         self.on_ready: list[Callable[[], None]] = []
         self.addresses: tuple[str, ...] = ()
         self.control: ControlServer | None = None
+        self.metrics: MetricsServer | None = None
+        # The metrics' counters of the workers that have exited (their
+        # slots' last beat), so the totals never go down when one is replaced.
+        self.retired = [0] * N_COUNTERS
         self.predecessor: int | None = None     # the old master, when started by USR2
         self.reload_waiters: dict[int, list[ControlClient]] = {}   # by reload ticket
         self.started = time.time()
@@ -144,6 +149,37 @@ class Master:
         if board is None or self.sup is None:
             return {}
         return {w.number: board.read(w.slot) for w in self.sup.workers.values() if w.slot >= 0}
+
+    def metrics_view(self) -> MetricsView:
+        """What /metrics shows, read now."""
+        sup = self.supervisor
+        slots = self.slots()
+        workers = []
+        for w in sup.workers.values():
+            slot = slots.get(w.number)
+            if slot is None or not w.pid:
+                continue
+            workers.append(WorkerSample(w.slot, w.number, w.generation, w.state.value,
+                                        slot.in_flight, slot.connections, slot.counters,
+                                        memory_rss(w.pid)))
+        queues = []
+        for sock, address in zip(self.listeners, self.addresses, strict=True):
+            got = listen_queue(sock)
+            if got is not None:
+                queues.append(ListenQueue(address, *got))
+        return MetricsView(workers, self.retired, sup.exits, sup.request_timeouts, sup.wanted,
+                           sup.generation, not self.not_ready(), self.started, queues)
+
+    def not_ready(self) -> str:
+        """Why /readyz answers 503, or "" when the server is ready."""
+        sup = self.supervisor
+        if sup.stopping:
+            return "stopping"
+        if sup.announced < 1:
+            return "workers are booting"
+        if not sup.serving():
+            return "no worker is serving"
+        return ""
 
     def view(self) -> ServerView:
         return ServerView(self.pid, self.app_spec or "prefork.demo:application", self.wanted,
@@ -203,6 +239,8 @@ class Master:
                 if self.cfg.source("control_socket") != "default":
                     raise
                 log.warning("%s; running without a control socket", e.strerror)
+        if cfg.metrics_bind:
+            self._open_metrics(cfg.metrics_bind)
         if self.control is not None:
             uid = gid = None
             if os.geteuid() == 0 and (cfg.user or cfg.group):
@@ -217,6 +255,25 @@ class Master:
             signal.signal(sig, self._on_signal)
         give_log_files_to_workers(cfg.accesslog, cfg.user, cfg.group)   # root + user only
         set_title(f"prefork: master [{self.app_spec or 'demo'}]")
+
+    def _open_metrics(self, address: str) -> None:
+        inherited = os.environ.pop("PREFORK_METRICS_FD", "")
+        if inherited:       # the old master's, handed over by USR2 (upgrade.py)
+            sock = sockets.adopt(int(inherited), "the inherited metrics socket")
+        else:
+            sock = sockets.bind(address, backlog=64, unix_mode=0o600)
+        self.metrics = MetricsServer(
+            sock, lambda path: health(path, self.metrics_view, self.not_ready))
+        log.info("Metrics and health checks at: %s (/metrics, /livez, /readyz)",
+                 sockets.describe(sock))
+
+    def _retire_for_upgrade(self) -> None:
+        """The new master is ready: it answers the health checks from now
+        on (on the same socket), not this one, which is stopping."""
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        self.stop(graceful=True)
 
     def _report_daemon_ready(self) -> None:
         # Once only: after a reload the fd number may belong to something else.
@@ -315,8 +372,12 @@ class Master:
         fds = [self._wake_r] + ([self.upgrade.pipe] if self.upgrade.pipe is not None else [])
         if self.control is not None:
             fds += self.control.fds()
+        write_fds: list[int] = []
+        if self.metrics is not None:
+            fds += self.metrics.fds()
+            write_fds = self.metrics.write_fds()
         try:
-            ready, _, _ = select.select(fds, [], [], LOOP_INTERVAL)
+            ready, writable, _ = select.select(fds, write_fds, [], LOOP_INTERVAL)
         except InterruptedError:
             return
         if self._wake_r in ready:
@@ -331,6 +392,11 @@ class Master:
             if ready:
                 self.control.handle_ready(ready)
             self.control.expire(time.monotonic())
+        if self.metrics is not None:
+            now = time.monotonic()
+            if ready or writable:
+                self.metrics.handle(ready, writable, now)
+            self.metrics.expire(now)
         self._act()     # a control command may have decided something
 
     def _cleanup(self) -> None:
@@ -351,6 +417,12 @@ class Master:
         # A predecessor still alive (a failed upgrade, or a stop during the
         # hand-over) still serves on our unix sockets: leave their files.
         predecessor_serving = self.predecessor is not None and os.getppid() == self.predecessor
+        if self.metrics is not None:
+            sock = self.metrics.sock
+            if (sock.family == socket.AF_UNIX and not self.upgrade.in_progress
+                    and not predecessor_serving):
+                sockets.unlink_unix(sock)
+            self.metrics.close()
         for sock in self.listeners:
             try:
                 if (sock.family == socket.AF_UNIX and not self.upgrade.in_progress
@@ -439,6 +511,8 @@ class Master:
         boot.close_socks += [c.conn for clients in self.reload_waiters.values() for c in clients]
         boot.close_socks += [c.conn for c in self.upgrade.waiters]
         boot.close_socks += [w.client.conn for w in self.dumps.waiting]
+        if self.metrics is not None:
+            boot.close_socks += self.metrics.socks()
         boot.dump_dir = self.dumps.directory
         try:
             pid = os.fork()
@@ -481,6 +555,8 @@ class Master:
             assert self.board is not None
             slot = self.board.read(w.slot)
             self.board.free(w.slot)
+            for i, n in enumerate(slot.counters):
+                self.retired[i] += n
             code = os.waitstatus_to_exitcode(status)
             self.hooks.call("child_exit", self.view(), WorkerView(pid, w.number, w.generation, code))
             sup.exited(pid, code, slot, time.monotonic())
@@ -530,7 +606,8 @@ class Master:
     # -- upgrade (USR2): a new master from the current executable (upgrade.py)
 
     def _start_upgrade(self) -> None:
-        self.upgrade.start(self.listeners, self.sd.exec_env(), self.cfg.upgrade_timeout)
+        keep = {"PREFORK_METRICS_FD": self.metrics.sock} if self.metrics is not None else {}
+        self.upgrade.start(self.listeners, self.sd.exec_env(), self.cfg.upgrade_timeout, keep)
 
     def _reclaim_after_failed_upgrade(self, successor: int) -> None:
         """The failed successor took over the control socket and the pidfile

@@ -31,14 +31,39 @@ from typing import Any
 FREE, BOOTING, READY, STOPPING = 0, 1, 2, 3
 STATE_NAMES = {FREE: "free", BOOTING: "booting", READY: "ready", STOPPING: "stopping"}
 
+# What a worker counts for the metrics (prefork/metrics.py), in this order
+# after the fixed fields: each a monotonic 64-bit count, summed over the
+# worker's threads at each beat. Requests are those that reached the
+# application, by status class (no_status: the client left before one was
+# sent) and by method; their latency in LATENCY_BOUNDS buckets (seconds,
+# the last one +Inf) and its sum in microseconds; the response bytes sent;
+# the request bytes received; connections accepted; requests the server
+# answered itself, by REJECT_REASONS.
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other")
+LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REJECT_REASONS = ("bad_request", "timeout", "too_large", "overload", "proxy", "error")
+C_STATUS = 0                                    # 1xx .. 5xx, then no_status
+C_METHOD = C_STATUS + 6
+C_LATENCY = C_METHOD + len(METHODS)             # len(LATENCY_BOUNDS) + 1 buckets
+C_LATENCY_SUM_US = C_LATENCY + len(LATENCY_BOUNDS) + 1
+C_BYTES_OUT = C_LATENCY_SUM_US + 1
+C_BYTES_IN = C_BYTES_OUT + 1
+C_ACCEPTED = C_BYTES_IN + 1
+C_REJECTED = C_ACCEPTED + 1
+N_COUNTERS = C_REJECTED + len(REJECT_REASONS)
+
 # pid, worker number, generation, state, pad | booted_at (wall), heartbeat (monotonic),
 # requests, in-flight, responses with a 5xx status | oldest in-flight start (monotonic) |
 # "METHOD /path" of it | a message from the worker (why it failed to boot) |
+# connections open (at _OFF_CONNS) | the counters (at _OFF_COUNTERS) |
 # (the seqlock count, at _OFF_SEQ)
 _LAYOUT = struct.Struct("=iIIB3x d d Q I I d 96s 96s")
-SLOT_SIZE = 256
-_OFF_SEQ = 248
-assert _LAYOUT.size <= _OFF_SEQ and _OFF_SEQ + 8 <= SLOT_SIZE
+SLOT_SIZE = 1024
+_OFF_CONNS = 248
+_OFF_COUNTERS = 256
+_COUNTERS = struct.Struct(f"={N_COUNTERS}Q")
+_OFF_SEQ = SLOT_SIZE - 8
+assert _LAYOUT.size <= _OFF_CONNS and _OFF_COUNTERS + _COUNTERS.size <= _OFF_SEQ
 # A reader that finds a write under way tries again at once READ_SPINS times
 # (a write takes a few microseconds), then, in case the worker was preempted
 # in the middle of one, every millisecond until READ_PATIENCE has passed; then
@@ -80,17 +105,19 @@ class SlotView:
     oldest_start: float
     oldest_request: str
     message: str
+    connections: int = 0
+    counters: tuple[int, ...] = (0,) * N_COUNTERS
 
     @property
     def state_name(self) -> str:
         return STATE_NAMES.get(self.state, "?")
 
 
-def _view(index: int, fields: tuple[Any, ...]) -> SlotView:
+def _view(index: int, fields: tuple[Any, ...], conns: int, counters: tuple[int, ...]) -> SlotView:
     pid, number, gen, state, booted, beat, reqs, inflight, errors, oldest, oreq, msg = fields
     return SlotView(index, pid, number, gen, state, booted, beat, reqs, inflight, errors, oldest,
                     oreq.rstrip(b"\0").decode("latin-1"),
-                    msg.rstrip(b"\0").decode("utf-8", "replace"))
+                    msg.rstrip(b"\0").decode("utf-8", "replace"), conns, counters)
 
 
 class Scoreboard:
@@ -124,18 +151,21 @@ class Scoreboard:
         """A consistent copy of the slot: all of each write or none of it
         (unless a write stays under way for READ_PATIENCE)."""
         mem, base = self.mem, index * SLOT_SIZE
-        unpack_seq, unpack = _Q.unpack_from, _LAYOUT.unpack_from
+        unpack_seq, unpack, unpack_counters = _Q.unpack_from, _LAYOUT.unpack_from, \
+            _COUNTERS.unpack_from
         deadline = 0.0
         while True:
             for _ in range(READ_SPINS):
                 (before,) = unpack_seq(mem, base + _OFF_SEQ)
                 fields = unpack(mem, base)
+                conns = _I.unpack_from(mem, base + _OFF_CONNS)[0]
+                counters = unpack_counters(mem, base + _OFF_COUNTERS)
                 if not before & 1 and unpack_seq(mem, base + _OFF_SEQ)[0] == before:
-                    return _view(index, fields)
+                    return _view(index, fields, conns, counters)
             now = time.monotonic()
             deadline = deadline or now + READ_PATIENCE
             if now >= deadline:
-                return _view(index, fields)     # stuck mid-write: the last copy
+                return _view(index, fields, conns, counters)    # stuck mid-write: the last copy
             time.sleep(0.001)
 
     def slots(self) -> list[SlotView]:
@@ -178,10 +208,14 @@ class Slot:
         self._end(seq)
 
     def beat(self, now: float, requests: int, in_flight: int, oldest_start: float,
-             oldest_request: str, errors: int = 0) -> None:
+             oldest_request: str, errors: int = 0, connections: int = 0,
+             counters: list[int] | None = None) -> None:
         mem, base = self.mem, self.base
         raw = oldest_request.encode("latin-1", "replace")[:96]
         seq = self._begin()
+        if counters is not None:
+            _COUNTERS.pack_into(mem, base + _OFF_COUNTERS, *counters)
+        _I.pack_into(mem, base + _OFF_CONNS, connections)
         _Q.pack_into(mem, base + _OFF_REQUESTS, requests)
         _I.pack_into(mem, base + _OFF_INFLIGHT, in_flight)
         _I.pack_into(mem, base + _OFF_ERRORS, errors & 0xFFFFFFFF)

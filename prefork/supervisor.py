@@ -74,6 +74,9 @@ CANARY_MIN_REQUESTS = 5
 TIMED_OUT = "timed out"     # WorkerRecord.why of an aborted worker
 
 SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}   # SIGABRT, not its alias SIGIOT
+# Why workers left, counted in Supervisor.exits (the metrics' worker exits by cause).
+EXIT_CAUSES = ("reload", "max_requests", "max_worker_lifetime", "max_worker_memory",
+               "request_timeout", "scale_down", "timeout", "crash", "boot_failure", "stop")
 
 
 def backoff(n: int) -> float:
@@ -195,6 +198,7 @@ class WorkerRecord:
     max_requests: int = 0
     max_lifetime: float = 0.0
     why: str = ""                     # why it was replaced or retired
+    cause: str = ""                   # the same as a key of EXIT_CAUSES
     message: str = ""                 # what it said about its failure (the slot's message)
     overdue_request: float = 0.0      # start of the request past request_timeout already reported
 
@@ -245,6 +249,8 @@ class Supervisor:
         self.rolling: list[Reload] = []            # accepted, old generation leaving
         self.next_ticket = 1
         self.actions: list[Action] = []
+        self.exits: dict[str, int] = dict.fromkeys(EXIT_CAUSES, 0)
+        self.request_timeouts = 0       # requests that ran past request_timeout
 
     # -- plumbing ------------------------------------------------------------
 
@@ -431,6 +437,15 @@ class Supervisor:
             log.error("Worker %d (pid %d) %s%s", w.number, w.pid, how,
                       " while booting" if w.ready_at is None else "")
         self._unlink(w)
+        if self.stopping and not aborted:
+            cause = "stop"
+        elif aborted:
+            cause = "timeout"
+        elif expected:
+            cause = w.cause or "stop"
+        else:
+            cause = "crash" if w.ready_at is not None else "boot_failure"
+        self.exits[cause] += 1
         if self.trial is not None and self.trial.canary == w.number:
             self._trial_failed(f"the new worker {how}" + (f": {w.message}" if w.message else ""),
                                now)
@@ -557,18 +572,23 @@ class Supervisor:
                               "(request_timeout=%g); its stacks follow, and the worker will be "
                               "replaced", w.number, w.pid, slot.oldest_request,
                               now - slot.oldest_start, cfg.request_timeout)
+                    self.request_timeouts += 1
                     self._signal(w, signal.SIGUSR2)
-                self._replace(w, "request timeout", now)     # within max_recycling
+                # within max_recycling
+                self._replace(w, "request timeout", "request_timeout", now)
             elif w.generation < self.generation and self.trial is None:
-                self._replace(w, "reload", now, urgent=True)
+                self._replace(w, "reload", "reload", now, urgent=True)
             elif w.max_requests and slot.requests >= w.max_requests:
-                self._replace(w, f"served {slot.requests} requests (max_requests)", now)
+                self._replace(w, f"served {slot.requests} requests (max_requests)",
+                              "max_requests", now)
             elif w.max_lifetime and now - w.spawned >= w.max_lifetime:
-                self._replace(w, f"lived {now - w.spawned:.0f} s (max_worker_lifetime)", now)
+                self._replace(w, f"lived {now - w.spawned:.0f} s (max_worker_lifetime)",
+                              "max_worker_lifetime", now)
             elif rss is not None and cfg.max_worker_memory:
                 used = rss.get(w.number, 0)
                 if used > cfg.max_worker_memory * 1024 * 1024:
-                    self._replace(w, f"uses {used / 1048576:.0f} MiB (max_worker_memory)", now)
+                    self._replace(w, f"uses {used / 1048576:.0f} MiB (max_worker_memory)",
+                                  "max_worker_memory", now)
         if not self.stopping:
             self._check_rollouts(slots)
             self._manage(now)
@@ -645,7 +665,7 @@ class Supervisor:
         old = [x for x in self.workers.values()
                if x.generation < self.generation and x.state is S.READY]
         if old:
-            self._retire(min(old, key=lambda x: x.spawned), now)
+            self._retire(min(old, key=lambda x: x.spawned), now, cause="reload")
         if self.queued is not None:
             queued, self.queued = self.queued, None
             self._begin_trial(queued, now)
@@ -688,7 +708,8 @@ class Supervisor:
                    and w.state not in (S.RETIRING, S.KILLED, S.REPLACED)]
         return len(current) >= self.wanted and all(w.state is S.READY for w in current)
 
-    def _replace(self, w: WorkerRecord, why: str, now: float, urgent: bool = False) -> None:
+    def _replace(self, w: WorkerRecord, why: str, cause: str, now: float,
+                 urgent: bool = False) -> None:
         """Start a worker to take over from ``w``; retire ``w`` once it is ready."""
         recycling = sum(1 for x in self.workers.values() if x.state is S.REPLACED)
         if not urgent and recycling >= self.cfg.max_recycling:
@@ -699,10 +720,12 @@ class Supervisor:
         log.info("Replacing worker %d (pid %d): %s", w.number, w.pid, why)
         self._enter(w, S.REPLACED, now)
         w.replaced_by = new.number
-        w.why = why
+        w.why, w.cause = why, cause
         new.replaces = w.number
 
-    def _retire(self, w: WorkerRecord, now: float, why: str = "") -> None:
+    def _retire(self, w: WorkerRecord, now: float, why: str = "", cause: str = "") -> None:
+        if cause:
+            w.cause = cause
         if why:
             log.info("Retiring worker %d (pid %d): %s", w.number, w.pid, why)
         self._signal(w, signal.SIGTERM)
@@ -725,7 +748,7 @@ class Supervisor:
             for w in sorted(counted, key=lambda x: x.spawned)[:-missing]:
                 if w.state in (S.DUMPING, S.ABORTED):
                     continue
-                self._retire(w, now, "fewer workers wanted")
+                self._retire(w, now, "fewer workers wanted", "scale_down")
         if self.announced < self.generation and self._all_ready():
             self.announced = self.generation
             log.info("Ready: %d workers serving", self.wanted)

@@ -87,9 +87,11 @@ class Upgrade:
         return self.pid is not None and self.pipe is None
 
     def start(self, listeners: list[socket.socket], extra_env: Mapping[str, str],
-              timeout: float = 60.0) -> None:
+              timeout: float = 60.0, named: Mapping[str, socket.socket] | None = None) -> None:
         """Fork-exec the new master, passing ``listeners`` and ``extra_env``;
-        it has ``timeout`` seconds to be ready (see :meth:`tick`).
+        it has ``timeout`` seconds to be ready (see :meth:`tick`). Each of
+        ``named`` goes along too, its descriptor in the variable it is under
+        (the metrics socket).
 
         Logs why and does nothing when an upgrade is already in progress or
         there are no ``argv`` to re-exec with; :attr:`in_progress` tells.
@@ -105,6 +107,9 @@ class Upgrade:
         fds = [s.fileno() for s in listeners]
         env = dict(os.environ, **extra_env, PREFORK_FDS=",".join(map(str, fds)),
                    PREFORK_UPGRADE_FD=str(w))
+        for name, sock in (named or {}).items():
+            env[name] = str(sock.fileno())
+            fds.append(sock.fileno())
         try:
             pid = os.fork()
         except OSError as e:

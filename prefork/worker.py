@@ -68,6 +68,7 @@ import signal
 import socket
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from queue import SimpleQueue
@@ -79,7 +80,23 @@ from .http.parser import Limits
 from .http.proxy import Forwarding, Networks, ProxyError, RequestIds, parse_proxy_header
 from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
 from .log import DEFAULT_ACCESS_FORMAT, AccessLog, dump_stacks_to_error_log, reopen_error_log
-from .scoreboard import READY, STOPPING, Slot
+from .scoreboard import (
+    C_ACCEPTED,
+    C_BYTES_IN,
+    C_BYTES_OUT,
+    C_LATENCY,
+    C_LATENCY_SUM_US,
+    C_METHOD,
+    C_REJECTED,
+    C_STATUS,
+    LATENCY_BOUNDS,
+    METHODS,
+    N_COUNTERS,
+    READY,
+    REJECT_REASONS,
+    STOPPING,
+    Slot,
+)
 from .threads import start_thread
 
 log = logging.getLogger("prefork.error")
@@ -114,6 +131,14 @@ LOG_REPEATS_EVERY = 10.0
 # the loop again at once for the same failure.
 ACCEPT_PAUSE = 0.5
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# Counter columns (scoreboard.py) by request method, and by the status of an
+# answer the server gave itself.
+_METHOD_COLUMN = {m: C_METHOD + i for i, m in enumerate(METHODS)}
+_OTHER_METHOD = _METHOD_COLUMN["other"]
+_REJECTED = {name: C_REJECTED + i for i, name in enumerate(REJECT_REASONS)}
+_REJECT_COLUMN = {400: _REJECTED["bad_request"], 408: _REJECTED["timeout"],
+                  413: _REJECTED["too_large"], 414: _REJECTED["too_large"],
+                  431: _REJECTED["too_large"], 503: _REJECTED["overload"]}
 
 
 @dataclass
@@ -376,11 +401,12 @@ class Worker:
         # What each pool thread is running: (start, head) or None. Read by the
         # heartbeat for the in-flight count and the oldest request's age.
         self.current: list[Any] = [None] * self.settings.threads
-        # Requests served, one counter per pool thread: each thread writes
-        # only its own, so no update is lost (+= on a shared int can be).
-        self.served = [0] * self.settings.threads
-        # Of those, answered with a 5xx status (a reload's canary is judged by it).
-        self.errors = [0] * self.settings.threads
+        # The metrics' counters (scoreboard.N_COUNTERS), one row per pool
+        # thread and a last one for the loop thread: each thread writes only
+        # its own, so no update is lost (+= on a shared int can be). The
+        # beat sums the rows into the slot.
+        self.counts = [[0] * N_COUNTERS for _ in range(self.settings.threads + 1)]
+        self.loop_counts = self.counts[-1]
         # Server hooks, set by the master: (worker_view, environ[, status]).
         self.pre_request: Callable[..., Any] | None = None
         self.post_request: Callable[..., Any] | None = None
@@ -543,11 +569,14 @@ class Worker:
                 if not oldest or item[0] < oldest:
                     oldest = item[0]
                     oldest_req = f"{item[1].method} {item[1].target}"
-        self.slot.beat(now, self.requests, in_flight, oldest, oldest_req, sum(self.errors))
+        totals = [sum(column) for column in zip(*self.counts, strict=True)]
+        self.slot.beat(now, sum(totals[C_STATUS:C_STATUS + 6]), in_flight, oldest, oldest_req,
+                       totals[C_STATUS + 4], len(self.conns), totals)
 
     @property
     def requests(self) -> int:
-        return sum(self.served)
+        """Requests that reached the application."""
+        return sum(sum(row[C_STATUS:C_STATUS + 6]) for row in self.counts)
 
     def _begin_graceful_stop(self) -> None:
         grace = time.monotonic() + STOP_GRACE
@@ -586,6 +615,7 @@ class Worker:
         deadline = time.monotonic() + (0.5 if self.fast_stop else 2.0)
         for t in self._threads:
             t.join(max(deadline - time.monotonic(), 0))
+        self._beat(time.monotonic())     # the last counts, for the master's totals
         if self.access_log is not None:
             self.access_log.close()
         if self.ep is not None:
@@ -655,6 +685,7 @@ class Worker:
             except OSError:         # reset before we got to it
                 sock.close()
                 continue
+            self.loop_counts[C_ACCEPTED] += 1
             peer = (addr[0], str(addr[1])) if lst.tcp else ("", "")
             conn = Conn(sock, peer, lst.base, s, self.now, self.budget)
             if s.proxy_protocol != "off":
@@ -696,6 +727,7 @@ class Worker:
         proxy_allow_ips: it could claim any client address, so it is closed
         before a byte is read."""
         sock.close()
+        self.loop_counts[_REJECTED["proxy"]] += 1
         if self._proxy_refusals.due(self.now):
             log.warning("refused a connection from %s: not in proxy_allow_ips, and "
                         "proxy_protocol is on (%d more since the last message)",
@@ -787,6 +819,7 @@ class Worker:
         if not data:
             self._close(conn)
             return
+        self.loop_counts[C_BYTES_IN] += len(data)
         if conn.state is PROXY:
             rest = self._proxy_header(conn, data)
             if rest is None:
@@ -897,6 +930,7 @@ class Worker:
     def _reject(self, conn: Conn, err: HTTPError) -> None:
         """Answer a protocol error and close without losing the answer."""
         log.debug("rejected request from %s: %s", conn.peer[0], err)
+        self.loop_counts[_REJECT_COLUMN.get(err.status, _REJECTED["error"])] += 1
         self._drop_request(conn)
         try:
             conn.sock.send(error_response(err.status, err.reason, err.detail))
@@ -999,6 +1033,7 @@ class Worker:
         app = self.app
         http = conn.http
         current = self.current
+        counts = self.counts[index]
         access_log = self.access_log
         request_ids = self.settings.request_ids
         while True:
@@ -1014,7 +1049,7 @@ class Worker:
                 except HTTPError as e:
                     req.body.close()
                     current[index] = None
-                    self._reject_from_thread(conn, e)
+                    self._reject_from_thread(conn, e, index)
                     return
             if request_ids is not None:
                 request_ids.assign(environ, conn.trusted)
@@ -1030,12 +1065,17 @@ class Worker:
             finally:
                 current[index] = None
                 req.body.close()
+            end = time.monotonic()
             if access_log is not None:
                 access_log.log(environ, exchange.status, exchange.bytes_sent, exchange.headers,
-                               start, time.monotonic())
-            self.served[index] += 1
-            if exchange.code >= 500:
-                self.errors[index] += 1
+                               start, end)
+            code = exchange.code
+            counts[C_STATUS + code // 100 - 1 if 100 <= code < 600 else C_STATUS + 5] += 1
+            counts[_METHOD_COLUMN.get(head.method, _OTHER_METHOD)] += 1
+            took = end - start
+            counts[C_LATENCY + bisect_left(LATENCY_BOUNDS, took)] += 1
+            counts[C_LATENCY_SUM_US] += int(took * 1e6)
+            counts[C_BYTES_OUT] += exchange.bytes_sent
             if not keep:
                 self._close(conn)
                 return
@@ -1045,15 +1085,16 @@ class Worker:
             # and the answer says "Connection: close".
             try:
                 nxt = http.next_request()
-                if nxt is None and self._await_next(conn):
+                if nxt is None and self._await_next(conn, counts):
                     nxt = http.next_request()
             except HTTPError as e:
-                self._reject_from_thread(conn, e)
+                self._reject_from_thread(conn, e, index)
                 return
             except Exception:
                 log.exception("error reading a pipelined request from %s; answering 500",
                               conn.peer[0] or "a unix socket peer")
-                self._reject_from_thread(conn, InternalError("the server failed to read the request"))
+                self._reject_from_thread(
+                    conn, InternalError("the server failed to read the request"), index)
                 return
             if nxt is None:
                 break
@@ -1061,7 +1102,7 @@ class Worker:
             conn.body_since = 0.0
         self._wait_for_more(conn, time.monotonic(), True)
 
-    def _await_next(self, conn: Conn) -> bool:
+    def _await_next(self, conn: Conn, counts: list[int]) -> bool:
         """When this is the worker's only connection, wait a moment for its
         next request in this thread. True when bytes arrived (already fed to
         the parser); anything else (no bytes in time, end of file, an error)
@@ -1078,6 +1119,7 @@ class Worker:
             return False
         if not data:
             return False
+        counts[C_BYTES_IN] += len(data)
         conn.http.receive(data)
         return True
 
@@ -1087,7 +1129,8 @@ class Worker:
         except Exception:
             log.exception("a request hook raised; carrying on")
 
-    def _reject_from_thread(self, conn: Conn, err: HTTPError) -> None:
+    def _reject_from_thread(self, conn: Conn, err: HTTPError, index: int) -> None:
+        self.counts[index][_REJECT_COLUMN.get(err.status, _REJECTED["error"])] += 1
         self._drop_request(conn)
         try:
             conn.writer.write(error_response(err.status, err.reason, err.detail))

@@ -496,3 +496,71 @@ def test_a_worker_forked_just_as_the_stop_began_is_stopped_too():
     (late,) = [w for w in h.sup.workers.values() if w.number != 1]
     assert late.state is S.RETIRING
     assert signal.SIGTERM in h.signals_to(late.number, out)
+
+
+# -- what the metrics count ------------------------------------------------------
+
+def nonzero(h: Harness) -> dict[str, int]:
+    return {cause: n for cause, n in h.sup.exits.items() if n}
+
+
+def test_exits_are_counted_by_cause():
+    h = booted(workers=2, max_requests=10, max_requests_jitter=0, max_recycling=1, timeout=10)
+    h.set(1, requests=10)
+    (spawn,) = h.spawns(h.tick())
+    h.ready(spawn.number)
+    h.reap_retired()
+    assert nonzero(h) == {"max_requests": 1}
+    h.exit(2, -signal.SIGSEGV)                  # a crash after boot
+    assert nonzero(h) == {"max_requests": 1, "crash": 1}
+    h.tick(5)
+    (booting,) = h.numbers(S.BOOTING)
+    h.exit(booting, WORKER_BOOT_ERROR)          # its replacement fails to import
+    assert nonzero(h) == {"max_requests": 1, "crash": 1, "boot_failure": 1}
+    h.tick(5)
+    h.ready(*h.numbers(S.BOOTING))
+    silent = h.numbers(S.READY)[0]
+    h.hung = {silent}
+    h.tick(10.5)
+    h.tick(STACKS_GRACE)
+    h.tick(KILL_GRACE)
+    h.exit(silent, -signal.SIGKILL)
+    h.hung = set()
+    assert nonzero(h)["timeout"] == 1
+    h.ready(*h.numbers(S.BOOTING))
+    assert len(h.numbers(S.READY)) == 2
+    h.sup.set_wanted(1)
+    h.tick()
+    h.reap_retired()
+    assert nonzero(h)["scale_down"] == 1
+    h.sup.stop(True, h.now)
+    h.act()
+    h.reap_retired()
+    assert nonzero(h) == {"max_requests": 1, "crash": 1, "boot_failure": 1, "timeout": 1,
+                          "scale_down": 1, "stop": 1}
+
+
+def test_a_reload_counts_the_old_generation_as_reload_exits():
+    h = booted(workers=2, canary_probation=1.0)
+    h.sup.reload(new_cfg(h), h.now, hooks="hooks-2")
+    (canary,) = h.spawns(h.act())
+    h.ready(canary.number)
+    h.tick(1.0)
+    h.tick()
+    h.ready(*h.numbers(S.BOOTING))
+    h.retire_acknowledged()
+    h.reap_retired()
+    assert nonzero(h) == {"reload": 2}
+
+
+def test_request_timeouts_are_counted_once_per_request():
+    h = booted(workers=2, request_timeout=5, max_recycling=1)
+    h.set(1, oldest_start=h.now, oldest_request="GET /slow")
+    h.tick(6)
+    h.tick()
+    h.tick()
+    assert h.sup.request_timeouts == 1
+    (successor,) = h.numbers(S.BOOTING)
+    h.ready(successor)
+    h.reap_retired()
+    assert nonzero(h) == {"request_timeout": 1}
