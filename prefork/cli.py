@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, control, systemd
+from . import __version__, container, control, systemd
 from .config import BY_NAME, SETTINGS, Bool, Config, ConfigError, resolve, sections
 from .daemon import check_user_group, read_pid
 
@@ -125,6 +125,11 @@ def start(cfg: Config, app_spec: str | None, cli: dict[str, Any], config_file: s
     from .master import Master
     from .server import setup_logging
 
+    container.stop_on_early_signals()   # PID 1: a TERM during start-up is not dropped
+    refused = container.refusal("daemon") if cfg.daemon else None
+    if refused:
+        print(f"prefork: error: {refused}", file=sys.stderr)
+        return 2
     try:
         check_user_group(cfg.user, cfg.group)
         setup_logging(cfg)

@@ -551,6 +551,10 @@ class Master:
                 continue
             w = sup.by_pid.get(pid)
             if w is None:
+                # Not ours: as PID 1 every orphan in the container is
+                # re-parented here (container.py). Reaping it is all it needs.
+                log.debug("reaped pid %d, not a worker: exit status %d", pid,
+                          os.waitstatus_to_exitcode(status))
                 continue
             assert self.board is not None
             slot = self.board.read(w.slot)

@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import container
+
 if TYPE_CHECKING:
     from .control import ControlClient
 
@@ -102,6 +104,10 @@ class Upgrade:
         if self.argv is None:
             log.error("upgrade: prefork was started from Python, not from the prefork "
                       "command; it cannot re-exec itself")
+            return
+        refused = container.refusal("upgrade")
+        if refused:
+            log.error("upgrade refused: %s", refused)
             return
         r, w = os.pipe()
         fds = [s.fileno() for s in listeners]
