@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .cgroup import usable_cpus
 from .hooks import HOOKS
 from .http.proxy import FORWARDED_HEADERS, Networks
 from .log import DEFAULT_ACCESS_FORMAT, check_access_format
@@ -239,10 +240,7 @@ class Setting:
 
 
 def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return usable_cpus().cpus
 
 
 LOGLEVELS = ("debug", "info", "warning", "error", "critical")
@@ -269,8 +267,10 @@ SETTINGS: list[Setting] = [
     # Workers
     Setting("workers", "Worker processes", Int(1, 1024), _cpus(),
             "Worker processes the master keeps running. Defaults to the number of CPUs this "
-            "process may use. TTIN and TTOU add and remove one at run time.",
-            default_doc="the number of usable CPUs"),
+            "process may use: its CPU affinity, capped by its cgroup's CPU quota rounded up "
+            "(a container limited to 1.5 CPUs gets 2). TTIN and TTOU add and remove one at "
+            "run time.",
+            default_doc="the number of usable CPUs, cgroup CPU quota included"),
     Setting("threads", "Worker processes", Int(1, 1024), 8,
             "Threads per worker that run the application: the most requests one worker "
             "runs at once. When all are busy the worker stops accepting connections."),

@@ -48,6 +48,7 @@ from typing import Any
 from . import sockets
 from .app import AppImportError, load_app
 from .boot import WorkerBoot, run_worker, set_title
+from .cgroup import usable_cpus
 from .config import Config
 from .control import ControlClient, ControlServer
 from .daemon import Pidfile, PidfileError, daemonize, report, user_ids
@@ -299,8 +300,8 @@ class Master:
             report(self.daemon_pipe, f"prefork: error: {message}\n".encode())
             return MASTER_BOOT_ERROR if isinstance(e, AppImportError) else 1
         sup = self.supervisor
-        log.info("Master %d started: %d workers, %d threads each", self.pid, self.wanted,
-                 self.cfg.threads)
+        log.info("Master %d started: %d workers, %d threads each; CPUs: %s", self.pid,
+                 self.wanted, self.cfg.threads, usable_cpus().describe())
         try:
             sup.start(time.monotonic())
             self._act()
