@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # As PID 1 (a container), TERM/INT/QUIT stop start-up: the kernel would
+    # drop them until the master's handlers are in.
+    container.stop_on_early_signals()
     # First of all, before anything forks, daemonizes or calls setproctitle:
     # take NOTIFY_SOCKET, WATCHDOG_USEC and LISTEN_* out of the environment.
     sd = systemd.capture()
@@ -125,7 +128,6 @@ def start(cfg: Config, app_spec: str | None, cli: dict[str, Any], config_file: s
     from .master import Master
     from .server import setup_logging
 
-    container.stop_on_early_signals()   # PID 1: a TERM during start-up is not dropped
     refused = container.refusal("daemon") if cfg.daemon else None
     if refused:
         print(f"prefork: error: {refused}", file=sys.stderr)
