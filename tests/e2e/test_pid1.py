@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import psutil
 import pytest
-from server import HTTPReader, ServerProcess, get, wait_until
+from server import ROOT, HTTPReader, ServerProcess, get, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -157,17 +157,26 @@ def test_the_master_is_pid_1_serves_and_reaps_the_orphans_a_view_leaves(tmp_path
 
 def test_term_to_pid_1_is_a_graceful_stop_within_graceful_timeout(tmp_path):
     with pid1("orphanapp:app", "--graceful-timeout", "6", tmp=str(tmp_path)) as s:
+        assert get(s.srv, "/orphan?s=30").status == 200
+        [adopted] = s.orphans()
         with s.srv.connect(timeout=10) as sock:
             sock.sendall(b"GET /sleep?s=2 HTTP/1.1\r\nHost: t\r\n\r\n")
             time.sleep(0.5)     # the request is in the app
             t0 = time.monotonic()
             s.signal(signal.SIGTERM)
+            time.sleep(0.5)
+            # The stop is the master's and its workers': nothing is passed on
+            # to the processes it adopted (same process group as the workers).
+            assert adopted.is_running() and _status(adopted) != "zombie", (
+                "the master passed TERM on to a process it adopted")
             r = HTTPReader(sock).read_response()
         assert r.status == 200 and r.body == b"slept", r
         assert s.wait_exit(10) == 0, s.srv.log
         elapsed = time.monotonic() - t0
         assert elapsed < 6, f"TERM took {elapsed:.1f} s, past graceful_timeout"
         assert "Shutting down: master 1" in s.srv.log, s.srv.log
+        # PID 1 is gone: the kernel ended what was left in the namespace.
+        wait_until(lambda: not adopted.is_running(), timeout=5)
 
 
 def test_int_to_pid_1_is_a_fast_stop(tmp_path):
@@ -210,6 +219,7 @@ def test_daemon_as_pid_1_is_refused_with_the_reason(tmp_path):
                         "--daemon", "--bind", "127.0.0.1:0",
                         "--control-socket", str(tmp_path / "ctl")],
                        capture_output=True, timeout=30,
-                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                           [str(ROOT), str(ROOT / "tests" / "apps")])))
     assert r.returncode == 2, r
     assert b"daemon = true cannot work as PID 1" in r.stderr, r.stderr
