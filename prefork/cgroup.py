@@ -165,10 +165,11 @@ def _where(root: str, mounts: list[_Mount], fstype: str, path: str) -> tuple[str
             point = next((p for p in (f"{DEFAULT_MOUNT}/cpu,cpuacct", f"{DEFAULT_MOUNT}/cpu")
                           if os.path.isdir(_join(root, p))), f"{DEFAULT_MOUNT}/cpu")
         candidates = [_Mount(fstype, "/", point, frozenset())]
-    m = candidates[0]
+    # Mounted more than once: the mount that shows the most of our path.
+    m = max(candidates, key=lambda c: (_under(path, c.root), len(c.root)))
     rel = ""
     mount_root = m.root.rstrip("/")
-    if path == mount_root or path.startswith(mount_root + "/"):
+    if _under(path, mount_root):
         rel = path[len(mount_root):]
     directory = os.path.normpath(m.point + "/" + rel.lstrip("/")) if rel.strip("/") else m.point
     if not os.path.isdir(_join(root, directory)):
@@ -218,6 +219,11 @@ def _tightest(root: str, where: tuple[str, str],
         if directory == top or len(directory) <= len(top) or directory in ("/", ""):
             return best
         directory = os.path.dirname(directory)
+
+
+def _under(path: str, top: str) -> bool:
+    top = top.rstrip("/")
+    return path == top or path.startswith(top + "/")
 
 
 def _join(root: str, path: str) -> str:

@@ -190,6 +190,13 @@ def test_the_workers_default_is_the_usable_cpu_count():
 V1_CPU = Path("/sys/fs/cgroup/cpu")
 
 
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 @pytest.fixture
 def real_cgroup_half_a_cpu():
     """A real v1 or v2 cgroup with a quota of half a CPU, removed afterwards."""
@@ -198,7 +205,7 @@ def real_cgroup_half_a_cpu():
     if (V1_CPU / "cpu.cfs_quota_us").exists():
         d = V1_CPU / name
         quota_file, quota = "cpu.cfs_quota_us", "50000"
-    elif "cpu" in (v2_root / "cgroup.subtree_control").read_text(errors="replace").split():
+    elif "cpu" in _read_or_empty(v2_root / "cgroup.subtree_control").split():
         d = v2_root / name
         quota_file, quota = "cpu.max", "50000 100000"
     else:
@@ -228,3 +235,15 @@ def test_in_a_real_cgroup_with_half_a_cpu_the_master_starts_one_worker(real_cgro
         assert "CPUs: 1 (cgroup quota 0.5 CPUs in" in srv.log, srv.log
     finally:
         srv.stop()
+
+
+def test_of_two_mounts_of_the_hierarchy_the_one_that_shows_our_cgroup(tmp_path):
+    root = tree(tmp_path, {
+        "/proc/self/cgroup": "0::/pods/web\n",
+        "/proc/self/mountinfo": (
+            "30 23 0:26 /other /mnt/elsewhere rw - cgroup2 cgroup2 rw\n"
+            "31 23 0:26 /pods /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"),
+        "/mnt/elsewhere/cpu.max": "max 100000\n",
+        "/sys/fs/cgroup/web/cpu.max": "100000 100000\n"})
+    q = cpu_quota(root)
+    assert q is not None and q.source == "/sys/fs/cgroup/web/cpu.max"
