@@ -135,7 +135,8 @@ class _Mount:
 
 def _cgroup_mounts(root: str) -> list[_Mount]:
     try:
-        text = _read(root, "/proc/self/mountinfo")
+        # A pod's mountinfo easily runs past a page (secrets, config maps).
+        text = _read(root, "/proc/self/mountinfo", 1 << 20)
     except OSError:
         return []
     mounts = []
@@ -230,6 +231,6 @@ def _join(root: str, path: str) -> str:
     return os.path.join(root, path.lstrip("/"))
 
 
-def _read(root: str, path: str) -> str:
-    with open(_join(root, path), encoding="ascii") as f:
-        return f.read(4096)
+def _read(root: str, path: str, limit: int = 4096) -> str:
+    with open(_join(root, path), encoding="ascii", errors="strict") as f:
+        return f.read(limit)

@@ -247,3 +247,13 @@ def test_of_two_mounts_of_the_hierarchy_the_one_that_shows_our_cgroup(tmp_path):
         "/sys/fs/cgroup/web/cpu.max": "100000 100000\n"})
     q = cpu_quota(root)
     assert q is not None and q.source == "/sys/fs/cgroup/web/cpu.max"
+
+
+def test_a_long_mountinfo_is_read_to_the_cgroup_line(tmp_path):
+    many = "".join(f"{100 + i} 22 0:{50 + i} / /var/run/secrets/volume-{i:04d} ro,relatime - "
+                   f"tmpfs tmpfs rw,size=1024k\n" for i in range(300))
+    root = tree(tmp_path, {"/proc/self/cgroup": "0::/pods/web\n",
+                           "/proc/self/mountinfo": many + V2_MOUNT.format(root="/pods"),
+                           "/sys/fs/cgroup/web/cpu.max": "100000 100000\n"})
+    assert len((tmp_path / "proc/self/mountinfo").read_text()) > 20000
+    assert usable_cpus(root, affinity=4).cpus == 1
