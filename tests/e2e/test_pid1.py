@@ -77,6 +77,24 @@ class Pid1Server:
     def zombies(self) -> list[int]:
         return [p.pid for p in self.children() if _status(p) == "zombie"]
 
+    def namespace_zombies(self) -> list[str]:
+        """Every zombie in the master's PID namespace, from /proc: "pid (name) ppid"."""
+        ns = os.readlink(f"/proc/{self.master}/ns/pid")
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") != ns:
+                    continue
+                with open(f"/proc/{entry}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue        # gone meanwhile
+            if fields.get("State", "").split()[:1] == ["Z"]:
+                found.append(f"{entry} ({fields['Name'].strip()}) ppid {fields['PPid'].strip()}")
+        return found
+
     def wait_exit(self, timeout: float) -> int:
         return self.srv.proc.wait(timeout)
 
@@ -145,6 +163,7 @@ def test_the_master_is_pid_1_serves_and_reaps_the_orphans_a_view_leaves(tmp_path
             r = get(s.srv, "/orphan?s=0.1")
             assert r.status == 200, r
         wait_until(lambda: not s.orphans() and not s.zombies(), timeout=10)
+        assert s.namespace_zombies() == []
         assert s.workers() == workers, "an orphan's exit changed the workers"
         assert get(s.srv, "/pid").status == 200
         s.srv.wait_for_log(r"reaped pid \d+, not a worker: exit status 0")
