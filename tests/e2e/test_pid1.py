@@ -217,7 +217,7 @@ def test_term_to_pid_1_during_a_slow_preload_stops_it_at_once(tmp_path):
         t0 = time.monotonic()
         s.signal(signal.SIGTERM)
         code = s.wait_exit(10)
-        assert time.monotonic() - t0 < 2, "TERM during start-up waited for the import"
+        assert time.monotonic() - t0 < 2.5, "TERM during start-up waited for the import (3 s)"
         assert code == 128 + signal.SIGTERM, (code, s.srv.log)
         assert "Ready:" not in s.srv.log
 
