@@ -128,7 +128,7 @@ def start(cfg: Config, app_spec: str | None, cli: dict[str, Any], config_file: s
     from .master import Master
     from .server import setup_logging
 
-    refused = container.refusal("daemon") if cfg.daemon else None
+    refused = container.why_no_daemon() if cfg.daemon else None
     if refused:
         print(f"prefork: error: {refused}", file=sys.stderr)
         return 2

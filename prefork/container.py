@@ -16,7 +16,7 @@ of its PID namespace, and three things follow:
 - When init exits, the kernel kills everything left in the namespace. A
   master that hands over to another one (USR2, or HUP with ``preload``) or
   detaches (``daemon``) would take the container down with it, so those
-  are refused with a reason (:func:`refusal`).
+  are refused with a reason (:func:`why_no_upgrade`, :func:`why_no_daemon`).
 """
 
 from __future__ import annotations
@@ -49,14 +49,19 @@ def stop_on_early_signals() -> None:
         signal.signal(sig, stop)
 
 
-def refusal(what: str) -> str | None:
-    """Why ``what`` ("daemon", "upgrade") cannot be done as PID 1, or None."""
+def why_no_daemon() -> str | None:
+    """Why ``daemon`` cannot work here (as PID 1), or None."""
     if not is_init():
         return None
-    if what == "daemon":
-        return ("daemon = true cannot work as PID 1 (the container's first process): the "
-                "process that detaches is init, and the container stops when it exits; "
-                "run prefork in the foreground")
+    return ("daemon = true cannot work as PID 1 (the container's first process): the "
+            "process that detaches is init, and the container stops when it exits; "
+            "run prefork in the foreground")
+
+
+def why_no_upgrade() -> str | None:
+    """Why an in-place upgrade (USR2) cannot work here (as PID 1), or None."""
+    if not is_init():
+        return None
     return ("an in-place upgrade cannot work as PID 1 (the container's first process): the "
             "old master is init, and the kernel stops the whole container when it retires; "
             "roll out a new container instead, or reload the workers with HUP (no preload)")

@@ -105,7 +105,7 @@ class Upgrade:
             log.error("upgrade: prefork was started from Python, not from the prefork "
                       "command; it cannot re-exec itself")
             return
-        refused = container.refusal("upgrade")
+        refused = container.why_no_upgrade()
         if refused:
             log.error("upgrade refused: %s", refused)
             return
