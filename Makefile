@@ -51,11 +51,14 @@ soak: $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
-# docs/settings.md and conf/prefork.toml are generated from prefork/config.py;
+# docs/settings.md, conf/prefork.toml and the gunicorn map in docs/migrating.md
+# are generated from prefork/config.py (and prefork/gunicorn_conf.py);
 # tests/test_config.py fails when they are stale.
 settings: $(STAMP)
 	$(PY) -c "from prefork.config import settings_markdown as f; print(f(), end='')" > docs/settings.md
 	$(PY) -c "from prefork.config import example_toml as f; print(f(), end='')" > conf/prefork.toml
+	$(PY) -c "import pathlib; from prefork.gunicorn_conf import update_migrating as f; \
+	  p = pathlib.Path('docs/migrating.md'); p.write_text(f(p.read_text()))"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

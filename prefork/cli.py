@@ -10,18 +10,33 @@ prefork.config.SETTINGS.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__, container, control, systemd
-from .config import BY_NAME, SETTINGS, Bool, Config, ConfigError, resolve, sections
+from .config import (
+    BY_NAME,
+    SETTINGS,
+    Bool,
+    Config,
+    ConfigError,
+    Octal,
+    Setting,
+    resolve,
+    sections,
+    source_kind,
+    toml_value,
+)
 from .daemon import check_user_group, read_pid
+from .gunicorn_conf import GUNICORN_ONLY, cli_implied
 
 log = logging.getLogger("prefork.error")
 
@@ -29,9 +44,26 @@ APP_HELP = ("MODULE:CALLABLE, MODULE (defining 'application' or 'app'), a factor
             "MODULE:create_app(), or nothing for the built-in demo site")
 
 
+CONFIG_HELP = ("config file: TOML, or a gunicorn config (a .py file, file:PATH or python:MODULE) "
+               "(default: ./prefork.toml when present)")
+GUNICORN_DEST = "gunicorn:"     # argparse dest prefix of the flags in GUNICORN_ONLY
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a did-you-mean for a mistyped command."""
+
+    def error(self, message: str) -> NoReturn:
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            close = difflib.get_close_matches(m.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+        super().error(message)
+
+
 def _add_setting(parser: argparse._ActionsContainer, name: str) -> None:
     s = BY_NAME[name]
-    flags = [s.flag] + ([s.short] if s.short else [])
     default = s.default_doc or repr(s.default)
     kwargs: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS,
                               "metavar": s.metavar or s.name.upper(),
@@ -43,33 +75,65 @@ def _add_setting(parser: argparse._ActionsContainer, name: str) -> None:
     elif isinstance(s.type, Bool):
         kwargs["action"] = argparse.BooleanOptionalAction
         del kwargs["metavar"]
-    parser.add_argument(*flags, **kwargs)
+    elif s.const is not None:
+        kwargs.update(nargs="?", const=s.const)
+    parser.add_argument(*s.flags, **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prefork", description="A production WSGI server.")
+def _add_settings(cmd: argparse.ArgumentParser) -> None:
+    """Every setting's flags, then gunicorn's flags that prefork answers
+    (hidden from --help: docs/migrating.md lists them)."""
+    for section, settings in sections():
+        group = cmd.add_argument_group(section)
+        for s in settings:
+            _add_setting(group, s.name)
+    taken = set(cmd._option_string_actions)
+    for g in GUNICORN_ONLY:
+        flags = [f for f in g.flags if f not in taken]
+        if not flags:
+            continue
+        kwargs: dict[str, Any] = {"dest": GUNICORN_DEST + g.name, "default": argparse.SUPPRESS,
+                                  "help": argparse.SUPPRESS}
+        if not g.takes_value:
+            kwargs.update(action="store_const",
+                          const=not g.default if isinstance(g.default, bool) else True)
+        elif g.multiple:
+            kwargs["action"] = "append"
+        cmd.add_argument(*flags, **kwargs)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="prefork", description="A production WSGI server.",
+                    epilog="gunicorn's flags work too; docs/migrating.md maps each one.")
     parser.add_argument("--version", action="version", version=f"prefork {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands: dict[str, argparse.ArgumentParser] = {}
 
     start = sub.add_parser("start", help="serve an application",
                            description=f"Serve a WSGI application. APP is {APP_HELP}.")
     start.add_argument("app", nargs="?", metavar="APP", help="the WSGI application to serve")
-    start.add_argument("-c", "--config", metavar="FILE",
-                       help="TOML config file (default: ./prefork.toml when present)")
-    for section, settings in sections():
-        group = start.add_argument_group(section)
-        for s in settings:
-            _add_setting(group, s.name)
+    start.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
+    _add_settings(start)
+    commands["start"] = start
 
     check = sub.add_parser("check", help="validate the configuration and import the app",
                            description="Validate the configuration and import the application "
-                           "without serving. Exit status 0 when both are fine.")
+                           "without serving; print the settings that are not at their "
+                           "defaults. Exit status 0 when both are fine.")
     check.add_argument("app", nargs="?", metavar="APP", help=APP_HELP)
-    check.add_argument("-c", "--config", metavar="FILE", help="TOML config file")
-    for section, settings in sections():
-        group = check.add_argument_group(section)
-        for s in settings:
-            _add_setting(group, s.name)
+    check.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
+    _add_settings(check)
+    commands["check"] = check
+
+    show = sub.add_parser("print-config", help="show every setting and where it came from",
+                          description="Show the effective value of every setting and where it "
+                          "came from: default, TOML file, gunicorn file, environment or command "
+                          "line. Takes the same arguments as start; serves nothing.")
+    show.add_argument("app", nargs="?", metavar="APP", help=APP_HELP)
+    show.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
+    show.add_argument("--json", action="store_true", help="print JSON")
+    _add_settings(show)
+    commands["print-config"] = show
 
     for name, text in (("stop", "stop the running server (gracefully unless --fast)"),
                        ("reload", "reload the configuration and the app (like HUP), and "
@@ -79,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("dump", "print every worker's threads, their stacks and the request "
                                 "each one serves, without stopping anything")):
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        cmd.add_argument("-c", "--config", metavar="FILE", help="TOML config file")
+        cmd.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
         for setting in ("control_socket", "pidfile"):
             _add_setting(cmd, setting)
         if name == "stop":
@@ -91,7 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "dump":
             cmd.add_argument("--all", action="store_true",
                              help="the stacks of idle pool threads too")
+        commands[name] = cmd
+    parser.commands = commands  # type: ignore[attr-defined]
     return parser
+
+
+def unknown_arguments(parser: argparse.ArgumentParser, command: str | None,
+                      extras: list[str]) -> str:
+    """One line for what argparse could not place: the first unknown flag
+    with the closest flag of that command, or an unexpected argument."""
+    flags = [f for f in parser._option_string_actions if f.startswith("-")]
+    prog = f"prefork {command}" if command else "prefork"
+    for token in extras:
+        if token.startswith("-") and token != "-":
+            flag = token.partition("=")[0]
+            close = difflib.get_close_matches(flag, flags, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            return f"{prog}: error: unknown flag {flag}{hint} (see prefork {command or ''} --help)"
+    return f"{prog}: error: unexpected argument {extras[0]!r}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,29 +183,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     # take NOTIFY_SOCKET, WATCHDOG_USEC and LISTEN_* out of the environment.
     sd = systemd.capture()
     parser = build_parser()
-    args = vars(parser.parse_args(argv))
+    ns, extras = parser.parse_known_args(argv)
+    args = vars(ns)
     command = args.pop("command", None)
+    if extras:
+        sub = parser.commands.get(command, parser)  # type: ignore[attr-defined]
+        print(unknown_arguments(sub, command, extras), file=sys.stderr)
+        return 2
     if command is None:
         parser.print_help()
         return 2
     config_file = args.pop("config", None)
     app_spec = args.pop("app", None)
     extra: dict[str, Any] = {k: args.pop(k) for k in ("fast", "json", "all") if k in args}
+    gunicorn_only = {k[len(GUNICORN_DEST):]: args.pop(k) for k in list(args)
+                     if k.startswith(GUNICORN_DEST)}
     cli = {k: v for k, v in args.items() if k in BY_NAME}
+    warnings: list[str] = []
     try:
-        cfg = resolve(cli, config_file)
+        implied = cli_implied(gunicorn_only, _GUNICORN_FLAG, warnings)
+        cfg = resolve(cli, config_file, implied=implied)
     except ConfigError as e:
         print(f"prefork: error: {e}", file=sys.stderr)
         return 2
+    cfg.warnings[:0] = warnings
+    if (command in ("start", "check", "print-config") and config_file is None
+            and not os.path.exists("prefork.toml") and os.path.exists("gunicorn.conf.py")):
+        cfg.warnings.append("./gunicorn.conf.py is not read unless named: "
+                            "-c gunicorn.conf.py")
+    app_spec = app_spec or cfg.wsgi_app
     if command == "start":
-        return start(cfg, app_spec, cli, config_file, argv, sd)
+        return start(cfg, app_spec, cli, config_file, argv, sd, implied)
+    _print_warnings(cfg)
     if command == "check":
         return check(cfg, app_spec)
+    if command == "print-config":
+        return print_config(cfg, app_spec, bool(extra.get("json")))
     return remote(command, cfg, extra)
 
 
+# gunicorn-only setting -> the flag messages name it by (its long one)
+_GUNICORN_FLAG = {g.name: next((f for f in g.flags if f.startswith("--")), g.name)
+                  for g in GUNICORN_ONLY if g.flags}
+
+
+def _print_warnings(cfg: Config) -> None:
+    for line in cfg.warnings:
+        print(f"prefork: warning: {line}", file=sys.stderr)
+
+
+def _log_warnings(cfg: Config) -> None:
+    for line in cfg.warnings:
+        log.warning("%s", line)
+
+
 def start(cfg: Config, app_spec: str | None, cli: dict[str, Any], config_file: str | None,
-          argv: Sequence[str] | None, sd: systemd.Systemd | None = None) -> int:
+          argv: Sequence[str] | None, sd: systemd.Systemd | None = None,
+          implied: dict[str, tuple[Any, str]] | None = None) -> int:
     from .master import Master
     from .server import setup_logging
 
@@ -138,13 +253,23 @@ def start(cfg: Config, app_spec: str | None, cli: dict[str, Any], config_file: s
     except (OSError, ValueError) as e:
         print(f"prefork: error: {e}", file=sys.stderr)
         return 2
+    _log_warnings(cfg)
     sys.path.insert(0, os.getcwd())
     # HUP reads the file again after the master's chdir: from where it was found.
     found = config_file or ("prefork.toml" if os.path.exists("prefork.toml") else None)
-    config_path = os.path.abspath(found) if found else None
+    if found and not found.startswith("python:"):
+        prefix = "file:" if found.startswith("file:") else ""
+        found = prefix + os.path.abspath(found.removeprefix("file:"))
+    config_path = found
+
+    def reload_config() -> Config:
+        new = resolve(cli, config_path, implied=implied)
+        _log_warnings(new)
+        return new
+
     try:
         master = Master(cfg, app_spec, argv=list(sys.argv[1:] if argv is None else argv),
-                        reload_config=lambda: resolve(cli, config_path), systemd=sd)
+                        reload_config=reload_config, systemd=sd)
     except ValueError as e:      # a hook that cannot be loaded
         log.error("%s", e)
         return 2
@@ -175,8 +300,51 @@ def check(cfg: Config, app_spec: str | None) -> int:
         traceback.print_exc()
         print(f"prefork: error: the application {app_spec!r} failed to import", file=sys.stderr)
         return 3
+    changed = [s for s in SETTINGS if cfg.source(s.name) != "default"]
+    if changed:
+        print("Settings other than the defaults (prefork print-config shows all):")
+        print(settings_table(cfg, changed))
+    else:
+        print("Every setting is at its default.")
     print(f"OK: the configuration is valid and {app_spec or 'the demo site'} imports "
           f"({type(app).__name__})")
+    return 0
+
+
+def display_value(setting: Setting, value: Any) -> str:
+    """A setting's value as TOML would write it; a hook as where it is defined."""
+    if callable(value):
+        return getattr(value, "prefork_origin", None) or \
+            f"{value.__module__}:{getattr(value, '__qualname__', repr(value))}"
+    if isinstance(setting.type, Octal):
+        return f"0o{value:03o}"
+    return toml_value(value)
+
+
+def settings_table(cfg: Config, settings: Sequence[Setting]) -> str:
+    rows = [("SETTING", "VALUE", "SOURCE")]
+    rows += [(s.name, display_value(s, getattr(cfg, s.name)), cfg.source(s.name))
+             for s in settings]
+    # Past 40 characters a value pushes its own line's source out, not every line's.
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    widths[1] = min(widths[1], 40)
+    return "\n".join(f"{r[0].ljust(widths[0])}  {r[1].ljust(widths[1])}  {r[2]}".rstrip()
+                     for r in rows)
+
+
+def print_config(cfg: Config, app_spec: str | None, as_json: bool) -> int:
+    """Every setting's effective value and where it came from."""
+    if as_json:
+        out: dict[str, Any] = {"app": app_spec, "settings": {}}
+        for s in SETTINGS:
+            value = getattr(cfg, s.name)
+            out["settings"][s.name] = {
+                "value": display_value(s, value) if callable(value) else value,
+                "source": source_kind(cfg.source(s.name)), "from": cfg.source(s.name)}
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"APP  {app_spec or '(none: the demo site)'}")
+    print(settings_table(cfg, SETTINGS))
     return 0
 
 

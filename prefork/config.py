@@ -118,7 +118,17 @@ class Choice:
 
 
 class StrList:
-    """A list of strings; from a string, comma-separated (env) or one item (CLI)."""
+    """A list of strings; from a string, comma-separated (env) or one item (CLI).
+
+    With ``split_items``, each item of a list (a repeated flag, a TOML array)
+    is split on commas too, as gunicorn does for addresses and pythonpath.
+    """
+
+    split_items = False
+
+    def __init__(self, split_items: bool | None = None):
+        if split_items is not None:
+            self.split_items = split_items
 
     def describe(self) -> str:
         return "a list of strings"
@@ -126,7 +136,9 @@ class StrList:
     def __call__(self, value: Any) -> list[str]:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            if self.split_items:
+                return [v.strip() for item in value for v in item.split(",") if v.strip()]
             return list(value)
         raise ValueError
 
@@ -189,6 +201,8 @@ class StrMap:
 class NetList(StrList):
     """Peers to trust: addresses or CIDRs, "*" for any, "unix" for unix-socket peers."""
 
+    split_items = True
+
     def describe(self) -> str:
         return "a list of addresses or CIDRs, '*' or 'unix'"
 
@@ -199,6 +213,8 @@ class NetList(StrList):
 
 
 class ForwardedHeaders(StrList):
+    split_items = True
+
     def describe(self) -> str:
         return "a list of: " + ", ".join(h.title() for h in FORWARDED_HEADERS)
 
@@ -207,6 +223,17 @@ class ForwardedHeaders(StrList):
         if any(item.strip().lower() not in FORWARDED_HEADERS for item in items):
             raise ValueError
         return items
+
+
+@dataclass(frozen=True)
+class Gunicorn:
+    """What gunicorn calls a setting that prefork has too: its name in a
+    gunicorn config file and its flags, which prefork accepts with the same
+    meaning; ``note`` says where gunicorn's differs (a default, a range)."""
+
+    name: str
+    flags: tuple[str, ...] = ()
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -220,10 +247,19 @@ class Setting:
     metavar: str | None = None
     multiple: bool = False          # the CLI flag may repeat, appending
     default_doc: str | None = None  # how the docs state a default that depends on the host
+    gunicorn: Gunicorn | None = None
+    const: Any = None               # the value of the flag given bare (nargs="?")
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def flags(self) -> list[str]:
+        """Every flag that sets it: its own, its short one, then gunicorn's spellings."""
+        own = [self.flag] + ([self.short] if self.short else [])
+        extra = self.gunicorn.flags if self.gunicorn else ()
+        return own + [f for f in extra if f not in own]
 
     @property
     def env(self) -> str:
@@ -253,11 +289,16 @@ SETTINGS: list[Setting] = [
     Setting("bind", "Server socket", StrList(), ["127.0.0.1:8000"],
             "Addresses to listen on: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeat the flag "
             "to listen on several. Port 0 picks a free port.", short="-b", metavar="ADDRESS",
-            multiple=True),
+            multiple=True,
+            gunicorn=Gunicorn("bind", ("-b", "--bind"),
+                     "gunicorn's default is 0.0.0.0:$PORT when PORT is set; prefork does not read "
+                     "PORT")),
     Setting("backlog", "Server socket", Int(1, 65535), 2048,
-            "Connections the kernel queues before they are accepted."),
+            "Connections the kernel queues before they are accepted.",
+            gunicorn=Gunicorn("backlog", ("--backlog",))),
     Setting("reuse_port", "Server socket", Bool(), False,
-            "Set SO_REUSEPORT on TCP listeners, so another process may bind the same port."),
+            "Set SO_REUSEPORT on TCP listeners, so another process may bind the same port.",
+            gunicorn=Gunicorn("reuse_port", ("--reuse-port",))),
     Setting("unix_socket_mode", "Server socket", Octal(), 0o600,
             "File mode of unix sockets prefork binds. Make it 660 (and the group the proxy's) "
             "for nginx on the same host."),
@@ -270,20 +311,32 @@ SETTINGS: list[Setting] = [
             "process may use: its CPU affinity, capped by its cgroup's CPU quota rounded up "
             "(a container limited to 1.5 CPUs gets 2). TTIN and TTOU add and remove one at "
             "run time.",
-            default_doc="the number of usable CPUs, cgroup CPU quota included"),
+            default_doc="the number of usable CPUs, cgroup CPU quota included",
+            gunicorn=Gunicorn("workers", ("-w", "--workers"),
+                     "gunicorn's default is 1, or $WEB_CONCURRENCY; prefork's is the number of "
+                     "usable CPUs and it does not read WEB_CONCURRENCY")),
     Setting("threads", "Worker processes", Int(1, 1024), 8,
             "Threads per worker that run the application: the most requests one worker "
-            "runs at once. When all are busy the worker stops accepting connections."),
+            "runs at once. When all are busy the worker stops accepting connections.",
+            gunicorn=Gunicorn("threads", ("--threads",),
+                     "gunicorn's default is 1 (its sync worker); prefork's is 8")),
     Setting("max_connections", "Worker processes", Int(1, 1_000_000), 10000,
             "Open client connections per worker, idle keep-alive ones included (about 2 KiB "
             "of memory each while open). Past it the worker stops accepting. prefork raises "
-            "its open-files limit to fit, up to the hard limit."),
+            "its open-files limit to fit, up to the hard limit.",
+            gunicorn=Gunicorn("worker_connections", ("--worker-connections",),
+                     "gunicorn's default is 1000 and counts only for its gthread and async "
+                     "workers; prefork's is 10000")),
     Setting("graceful_timeout", "Worker processes", Seconds(), 30.0,
-            "On a graceful stop, how long in-flight requests may run before the worker exits."),
+            "On a graceful stop, how long in-flight requests may run before the worker exits.",
+            gunicorn=Gunicorn("graceful_timeout", ("--graceful-timeout",))),
     Setting("timeout", "Worker processes", Seconds(1), 30.0,
             "A worker whose event loop has not beaten for this many seconds (or that has not "
             "booted in this time) has the stacks of all its threads written to the error log, "
-            "and is then killed and replaced."),
+            "and is then killed and replaced.",
+            gunicorn=Gunicorn("timeout", ("-t", "--timeout"),
+                     "gunicorn's 0 (never) is not allowed, the least is 1 s; prefork's timeout "
+                     "watches the worker's loop, and request_timeout a request")),
     Setting("request_timeout", "Worker processes", Seconds(), 0.0,
             "A request running longer than this is logged with the stacks of its worker, and "
             "the worker is replaced gracefully (a new one starts first). 0 turns it off."),
@@ -299,9 +352,11 @@ SETTINGS: list[Setting] = [
             "with a 5xx status while the old workers do not."),
     Setting("max_requests", "Worker processes", Int(0), 0,
             "Replace a worker after it has served this many requests (0: never). The new "
-            "worker starts before the old one stops."),
+            "worker starts before the old one stops.",
+            gunicorn=Gunicorn("max_requests", ("--max-requests",))),
     Setting("max_requests_jitter", "Worker processes", Int(0), 0,
-            "Add a random 0..N to max_requests per worker, so workers are not all due at once."),
+            "Add a random 0..N to max_requests per worker, so workers are not all due at once.",
+            gunicorn=Gunicorn("max_requests_jitter", ("--max-requests-jitter",))),
     Setting("max_worker_lifetime", "Worker processes", Seconds(), 0.0,
             "Replace a worker after it has run this many seconds, plus up to 10% jitter "
             "(0: never)."),
@@ -318,10 +373,15 @@ SETTINGS: list[Setting] = [
             "serving: then it goes on with them and keeps retrying."),
     Setting("preload", "Worker processes", Bool(), False,
             "Import the application in the master before forking (then gc.freeze()), so "
-            "workers share its memory copy-on-write. HUP then re-executes the master."),
+            "workers share its memory copy-on-write. HUP then re-executes the master.",
+            gunicorn=Gunicorn("preload_app", ("--preload",),
+                     "prefork also runs gc.freeze(), and HUP re-executes the master so that the "
+                     "new code is loaded")),
     # Timeouts
     Setting("keepalive", "Timeouts", Seconds(), 5.0,
-            "Seconds an idle keep-alive connection is kept open. 0 closes after each response."),
+            "Seconds an idle keep-alive connection is kept open. 0 closes after each response.",
+            gunicorn=Gunicorn("keepalive", ("--keep-alive",),
+                     "gunicorn's default is 2 s, prefork's 5 s")),
     Setting("header_timeout", "Timeouts", Seconds(0.1), 10.0,
             "Seconds a client has to send a whole request head, from its first byte "
             "(or from connecting). A client trickling bytes (slowloris) gets 408 and is closed."),
@@ -336,11 +396,17 @@ SETTINGS: list[Setting] = [
             "before the connection is dropped."),
     # Limits
     Setting("limit_request_line", "Limits", Int(64, 1 * MiB), 8190,
-            "Longest request line in bytes (method, target, version). Longer gets 414."),
+            "Longest request line in bytes (method, target, version). Longer gets 414.",
+            gunicorn=Gunicorn("limit_request_line", ("--limit-request-line",),
+                     "gunicorn's default is 4094 and 0 means no limit; prefork's default is 8190 "
+                     "and 0 is not allowed")),
     Setting("limit_request_fields", "Limits", Int(1, 10_000), 100,
-            "Most header fields in a request. More gets 431."),
+            "Most header fields in a request. More gets 431.",
+            gunicorn=Gunicorn("limit_request_fields", ("--limit-request-fields",))),
     Setting("limit_request_field_size", "Limits", Int(64, 1 * MiB), 8190,
-            "Longest header line in bytes. Longer gets 431."),
+            "Longest header line in bytes. Longer gets 431.",
+            gunicorn=Gunicorn("limit_request_field_size", ("--limit-request-field_size",),
+                     "gunicorn's 0 (no limit) is not allowed")),
     Setting("limit_request_body", "Limits", Int(0), 1 * GiB,
             "Largest request body in bytes, with Content-Length or chunked. Larger gets 413. "
             "0 means no limit."),
@@ -352,18 +418,23 @@ SETTINGS: list[Setting] = [
             "spool_threshold) that one worker holds in memory. Past it, bodies go to a "
             "temporary file at once and a partial head gets 503. 0 means no limit."),
     Setting("tmp_upload_dir", "Limits", Str(), "",
-            "Directory for spooled request bodies; empty means the system default."),
+            "Directory for spooled request bodies; empty means the system default.",
+            gunicorn=Gunicorn("tmp_upload_dir")),
     # Application
     Setting("root_path", "Application", Str(), "",
             "URL prefix the application is mounted under: it becomes SCRIPT_NAME and is "
-            "stripped from PATH_INFO."),
+            "stripped from PATH_INFO.",
+            gunicorn=Gunicorn("root_path", ("--root-path",))),
     # Proxies
     Setting("forwarded_allow_ips", "Proxies", NetList(), ["127.0.0.1", "::1", "unix"],
             "Peers whose forwarded headers (forwarded_headers, secure_scheme_headers) are "
             "believed: addresses or CIDRs, '*' for any peer, 'unix' for a peer on a unix "
             "socket. From any other peer those headers reach the app as sent and change "
             "nothing. The client is the rightmost hop of X-Forwarded-For (or Forwarded) "
-            "that is not itself in this list.", metavar="CIDR", multiple=True),
+            "that is not itself in this list.", metavar="CIDR", multiple=True,
+            gunicorn=Gunicorn("forwarded_allow_ips", ("--forwarded-allow-ips",),
+                     "gunicorn's FORWARDED_ALLOW_IPS variable is PREFORK_FORWARDED_ALLOW_IPS here;"
+                     " prefork's default also trusts unix-socket peers")),
     Setting("forwarded_headers", "Proxies", ForwardedHeaders(),
             ["X-Forwarded-For", "X-Forwarded-Proto"],
             "The forwarded headers a trusted peer may set: Forwarded (RFC 7239), "
@@ -376,47 +447,65 @@ SETTINGS: list[Setting] = [
             {"X-Forwarded-Protocol": "ssl", "X-Forwarded-Ssl": "on"},
             "Headers that, from a trusted peer, mean https when they have the given value "
             "(as gunicorn's). Scheme headers that disagree get a 400.", metavar="HEADER=VALUE",
-            multiple=True),
+            multiple=True,
+            gunicorn=Gunicorn("secure_scheme_headers")),
     Setting("proxy_protocol", "Proxies", Choice(("off", "v1", "v2", "auto")), "off",
             "Expect a PROXY protocol header (HAProxy's; v1 text, v2 binary, or auto for "
             "either) at the start of every connection, and take the client's address from "
-            "it. A connection without a valid one is closed."),
+            "it. A connection without a valid one is closed.",
+            gunicorn=Gunicorn("proxy_protocol", ("--proxy-protocol",),
+                     "a bare --proxy-protocol means auto; true and false in a gunicorn file "
+                     "mean auto and off"), const="auto"),
     Setting("proxy_allow_ips", "Proxies", NetList(), ["127.0.0.1", "::1", "unix"],
             "Peers allowed to send a PROXY protocol header; a connection from any other "
             "peer is closed when proxy_protocol is on. Same forms as forwarded_allow_ips.",
-            metavar="CIDR", multiple=True),
+            metavar="CIDR", multiple=True,
+            gunicorn=Gunicorn("proxy_allow_ips", ("--proxy-allow-from",),
+                     "prefork's default also allows unix-socket peers")),
     # Process
     Setting("daemon", "Process", Bool(), False,
             "Detach from the terminal and run in the background. `prefork start --daemon` "
             "returns once the server is ready, or fails with the reason. Send the error log "
-            "to a file or syslog, since stderr goes to /dev/null."),
+            "to a file or syslog, since stderr goes to /dev/null.",
+            gunicorn=Gunicorn("daemon", ("-D", "--daemon"))),
     Setting("user", "Process", Str(), "",
             "Run the workers as this user (name or uid); the master, started as root, keeps "
             "root to bind and re-exec, as nginx's does. It creates the errorlog and accesslog "
             "files and gives them to this user and group, at start and after each USR1 "
-            "reopen, so the workers can open them."),
+            "reopen, so the workers can open them.",
+            gunicorn=Gunicorn("user", ("-u", "--user"))),
     Setting("group", "Process", Str(), "",
-            "Run the workers with this group (name or gid); default: the user's group."),
+            "Run the workers with this group (name or gid); default: the user's group.",
+            gunicorn=Gunicorn("group", ("-g", "--group"))),
     Setting("umask", "Process", Octal(), 0o022,
-            "The umask of the master and the workers."),
+            "The umask of the master and the workers.",
+            gunicorn=Gunicorn("umask", ("-m", "--umask"),
+                     "always read as octal (gunicorn reads -m 22 as decimal, -m 022 as octal); "
+                     "gunicorn's default is 0, prefork's 022")),
     Setting("chdir", "Process", Str(), "",
             "Change to this directory before loading the application. Relative paths of the "
             "config file, pidfile, control socket and error log are still taken from the "
             "directory prefork was started in (where a USR2 upgrade starts the new master "
-            "too); those of the access log and reload_extra_files from this one."),
-    Setting("pythonpath", "Process", StrList(), [],
+            "too); those of the access log and reload_extra_files from this one.",
+            gunicorn=Gunicorn("chdir", ("--chdir",))),
+    Setting("pythonpath", "Process", StrList(split_items=True), [],
             "Directories put in front of sys.path before the application is imported "
-            "(comma-separated in the environment variable).", multiple=True),
+            "(comma-separated in the environment variable).", multiple=True,
+            gunicorn=Gunicorn("pythonpath", ("--pythonpath",))),
     Setting("env", "Process", StrMap(), {},
             "Environment variables set for the application: KEY=VALUE (repeat the flag), or "
-            "a TOML table.", metavar="KEY=VALUE", multiple=True),
+            "a TOML table.", metavar="KEY=VALUE", multiple=True,
+            gunicorn=Gunicorn("raw_env", ("-e", "--env"))),
     # Control
     Setting("control_socket", "Control", Str(), "prefork.ctl",
             "Path of the master's control socket (JSON lines), used by prefork stop, reload, "
             "upgrade and status. A relative path is taken from the directory prefork starts "
-            "in (not chdir). Empty: none."),
+            "in (not chdir). Empty: none.",
+            gunicorn=Gunicorn("control_socket", ("--control-socket",),
+                     "gunicorn's --no-control-socket is --control-socket ''")),
     Setting("control_socket_mode", "Control", Octal(), 0o600,
-            "File mode of the control socket. Whoever can connect can stop the server."),
+            "File mode of the control socket. Whoever can connect can stop the server.",
+            gunicorn=Gunicorn("control_socket_mode", ("--control-socket-mode",))),
     Setting("upgrade_timeout", "Control", Seconds(1), 60.0,
             "How long a new master started by USR2 (or by HUP with preload) has to be ready, "
             "all its workers booted. Past it the old master stops it (TERM, then KILL 2 s "
@@ -429,21 +518,28 @@ SETTINGS: list[Setting] = [
             metavar="ADDRESS"),
     Setting("pidfile", "Control", Str(), "",
             "Write the master's pid to this file (a stale one is replaced, a live one refused). "
-            "prefork stop/reload/status fall back to it when there is no control socket."),
+            "prefork stop/reload/status fall back to it when there is no control socket.",
+            gunicorn=Gunicorn("pidfile", ("-p", "--pid"))),
     # Logging
     Setting("loglevel", "Logging", Choice(LOGLEVELS), "info",
-            "Error log level: debug, info, warning, error or critical."),
+            "Error log level: debug, info, warning, error or critical.",
+            gunicorn=Gunicorn("loglevel", ("--log-level",))),
     Setting("errorlog", "Logging", Str(), "-",
-            "Where the error log goes: - for stderr, or a file path (reopened on USR1)."),
+            "Where the error log goes: - for stderr, or a file path (reopened on USR1).",
+            gunicorn=Gunicorn("errorlog", ("--error-logfile", "--log-file"))),
     Setting("accesslog", "Logging", Str(), "",
             "Where the access log goes: empty for nowhere, - for stdout, or a file path "
-            "(reopened on USR1)."),
+            "(reopened on USR1).",
+            gunicorn=Gunicorn("accesslog", ("--access-logfile",))),
     Setting("access_log_format", "Logging", Str(), DEFAULT_ACCESS_FORMAT,
             "Access log line format, with gunicorn's atoms: h remote address, t time, r request "
             "line, m method, U path, q query, H protocol, s status, b/B response bytes, f referer, "
             "a user agent, T/M/D/L duration in s/ms/us/decimal s, p pid, {Name}i request header, "
             "{Name}o response header, {key}e environ value. Or json for JSON lines. Values are "
-            "escaped so a client cannot forge a line."),
+            "escaped so a client cannot forge a line.",
+            gunicorn=Gunicorn("access_log_format", ("--access-logformat",),
+                     "the same atoms, but %(u)s is always - (prefork does not decode a Basic "
+                     "auth user); json gives JSON lines")),
     Setting("request_id_header", "Logging", Str(), "",
             "Give every request an id, in this header (e.g. X-Request-ID): kept as sent by a "
             "peer in forwarded_allow_ips, made up by prefork otherwise. The app finds it in "
@@ -451,9 +547,13 @@ SETTINGS: list[Setting] = [
             "{X-Request-ID}i, and in the json format. Empty: no ids."),
     Setting("syslog_addr", "Logging", Str(), "",
             "Also send the error log to syslog: unix:///dev/log, udp://HOST:PORT or "
-            "tcp://HOST:PORT. Empty: no syslog."),
+            "tcp://HOST:PORT. Empty: no syslog.",
+            gunicorn=Gunicorn("syslog_addr", ("--log-syslog-to",),
+                     "turns syslog on by itself (in gunicorn only with --log-syslog, which "
+                     "alone means udp://localhost:514); no #TYPE suffix")),
     Setting("syslog_facility", "Logging", Choice(SYSLOG_FACILITIES), "user",
-            "Syslog facility (user, daemon, local0 ... local7)."),
+            "Syslog facility (user, daemon, local0 ... local7).",
+            gunicorn=Gunicorn("syslog_facility", ("--log-syslog-facility",))),
     # Development
     Setting("reload", "Development", Bool(), False,
             "For development only, like Django's runserver: reload the workers when a source "
@@ -461,22 +561,28 @@ SETTINGS: list[Setting] = [
             "the standard library or site-packages), or one of reload_extra_files. The new "
             "code boots in a canary first: a syntax error is logged and the old code keeps "
             "serving until the next save. Needs an APP to import (not preload or an embedded "
-            "app, which re-execute the master instead). Don't use it in production."),
+            "app, which re-execute the master instead). Don't use it in production.",
+            gunicorn=Gunicorn("reload", ("--reload",))),
     Setting("reload_extra_files", "Development", StrList(), [],
             "More files whose change reloads the workers with reload on: templates, "
             "configuration, ... Glob patterns such as templates/**/*.html are allowed; "
-            "relative paths are taken from chdir.", metavar="PATH", multiple=True),
+            "relative paths are taken from chdir.", metavar="PATH", multiple=True,
+            gunicorn=Gunicorn("reload_extra_files", ("--reload-extra-file",))),
     Setting("reload_engine", "Development", Choice(("auto", "inotify", "poll")), "auto",
             "How reload watches files: inotify (Linux, no extra package) wakes at once; poll "
             "stats the files once a second and works everywhere, including network and "
             "container-mounted file systems that send no inotify events; auto uses inotify "
-            "when available."),
+            "when available.",
+            gunicorn=Gunicorn("reload_engine", ("--reload-engine",))),
 ]
 
 SETTINGS += [Setting(name, "Server hooks", Hook(), "", f"Called {signature}.",
-                     metavar="MODULE:FUNCTION") for name, signature in HOOKS.items()]
+                     metavar="MODULE:FUNCTION", gunicorn=Gunicorn(name))
+             for name, signature in HOOKS.items()]
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+# A gunicorn config file's names for the settings prefork has.
+BY_GUNICORN_NAME: dict[str, Setting] = {s.gunicorn.name: s for s in SETTINGS if s.gunicorn}
 
 
 class Config:
@@ -485,6 +591,11 @@ class Config:
     def __init__(self, values: Mapping[str, Any] | None = None):
         self._values = {s.name: s.default for s in SETTINGS}
         self._sources = {s.name: "default" for s in SETTINGS}
+        # Not settings: the APP a gunicorn file names (its wsgi_app), used when
+        # the command line names none; what a source asked for that prefork
+        # ignores, one line each, for the caller to show.
+        self.wsgi_app: str | None = None
+        self.warnings: list[str] = []
         if values:
             self.update(values, "argument")
 
@@ -535,6 +646,14 @@ class Config:
                     raise ConfigError(f"invalid value for setting 'bind' "
                                       f"({self.source('bind')}): {address!r}; {e}") from None
 
+    def load_file(self, path: str) -> None:
+        """A gunicorn Python file (``*.py``, ``python:MODULE``, ``file:PATH``) or TOML."""
+        from . import gunicorn_conf
+        if gunicorn_conf.is_gunicorn_file(path):
+            gunicorn_conf.load_file(self, path)
+        else:
+            self.load_toml(path)
+
     def load_toml(self, path: str) -> None:
         try:
             with open(path, "rb") as f:
@@ -567,18 +686,36 @@ def unknown_setting(name: str, source: str) -> str:
 
 
 def resolve(cli: Mapping[str, Any], config_file: str | None = None,
-            environ: Mapping[str, str] | None = None) -> Config:
-    """Defaults < TOML file < environment < command line."""
+            environ: Mapping[str, str] | None = None,
+            implied: Mapping[str, tuple[Any, str]] | None = None) -> Config:
+    """Defaults < config file (TOML or gunicorn's) < environment < command line.
+
+    ``implied`` are settings that a command-line flag of gunicorn's implies
+    (``-k sync`` means threads = 1), as (value, source): below the flags
+    given for those settings themselves.
+    """
     cfg = Config()
     if config_file is None and os.path.exists("prefork.toml"):
         config_file = "prefork.toml"
     if config_file:
-        cfg.load_toml(config_file)
+        cfg.load_file(config_file)
     cfg.load_env(os.environ if environ is None else environ)
+    for name, (value, source) in (implied or {}).items():
+        cfg.set(name, value, source)
     for name, value in cli.items():
         setting = BY_NAME[name]
         cfg.set(name, value, f"command line {setting.flag}")
     return cfg
+
+
+def source_kind(source: str) -> str:
+    """What kind of source a ``Config.source()`` names: default, toml,
+    gunicorn (a gunicorn config file), env, cli or argument (Python)."""
+    for prefix, kind in (("config file", "toml"), ("gunicorn file", "gunicorn"),
+                         ("environment", "env"), ("command line", "cli")):
+        if source.startswith(prefix):
+            return kind
+    return source
 
 
 def sections() -> Iterable[tuple[str, list[Setting]]]:
@@ -588,17 +725,17 @@ def sections() -> Iterable[tuple[str, list[Setting]]]:
     return order.items()
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         if not value:
             return "{}"
-        return "{ " + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{toml_value(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
     return repr(value)
 
 
@@ -608,17 +745,24 @@ def settings_markdown() -> str:
            "Generated from `prefork/config.py` by `make settings`; do not edit.",
            "", "Each setting can be given, from lowest to highest precedence, as a key in the "
            "TOML file (`-c FILE`, or `./prefork.toml`), as a `PREFORK_*` environment variable, "
-           "or as a command-line flag.", ""]
+           "or as a command-line flag. gunicorn's flags and config-file names work too: "
+           "see [Migrating](migrating.md).", ""]
     for section, settings in sections():
         out += [f"## {section}", ""]
         for s in settings:
-            flags = f"`{s.flag}`" + (f", `{s.short}`" if s.short else "")
+            flags = ", ".join(f"`{f}`" for f in s.flags)
+            if s.const is not None:
+                flags += f" (alone: {s.const})"
             out += [f"### `{s.name}`", "",
                     f"- flag: {flags}" + (" (repeatable)" if s.multiple else ""),
                     f"- environment: `{s.env}`",
-                    f"- TOML: `{s.name} = {_toml_value(s.default)}`" if s.default_doc is None
+                    f"- TOML: `{s.name} = {toml_value(s.default)}`" if s.default_doc is None
                     else f"- default: {s.default_doc}",
-                    f"- allowed: {s.type.describe()}", "", s.doc, ""]
+                    f"- allowed: {s.type.describe()}"]
+            if s.gunicorn is not None:
+                out += [f"- gunicorn: `{s.gunicorn.name}`"
+                        + (f"; {s.gunicorn.note}" if s.gunicorn.note else "")]
+            out += ["", s.doc, ""]
     return "\n".join(out)
 
 
@@ -631,7 +775,7 @@ def example_toml() -> str:
         for s in settings:
             out += [f"# {line}" for line in textwrap.wrap(s.doc, 86)]
             if s.default_doc is None:
-                out += [f"# {s.name} = {_toml_value(s.default)}", ""]
+                out += [f"# {s.name} = {toml_value(s.default)}", ""]
             else:
                 out += [f"# {s.name} = ...  (default: {s.default_doc})", ""]
     return "\n".join(out)

@@ -112,6 +112,13 @@ def test_docs_settings_md_is_current():
         "docs/settings.md is stale: run `make settings`"
 
 
+def test_docs_migrating_md_gunicorn_map_is_current():
+    from prefork.gunicorn_conf import update_migrating
+    text = (ROOT / "docs" / "migrating.md").read_text()
+    assert update_migrating(text) == text, \
+        "the gunicorn map in docs/migrating.md is stale: run `make settings`"
+
+
 def test_conf_prefork_toml_is_current_and_loads():
     text = (ROOT / "conf" / "prefork.toml").read_text()
     assert text == example_toml(), "conf/prefork.toml is stale: run `make settings`"
