@@ -211,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             and not os.path.exists("prefork.toml") and os.path.exists("gunicorn.conf.py")):
         cfg.warnings.append("./gunicorn.conf.py is not read unless named: "
                             "-c gunicorn.conf.py")
+    if command in ("start", "check", "print-config") and os.environ.get("GUNICORN_CMD_ARGS"):
+        cfg.warnings.append("GUNICORN_CMD_ARGS is not read: put its flags on the command "
+                            "line, or use PREFORK_* variables (PREFORK_WORKERS=4)")
     app_spec = app_spec or cfg.wsgi_app
     if command == "start":
         return start(cfg, app_spec, cli, config_file, argv, sd, implied)

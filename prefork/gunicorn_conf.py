@@ -80,25 +80,26 @@ _THREADED = ("prefork runs every request in a thread of a bounded pool and keeps
              "connections in its event loop, without monkey-patching: drop -k, and size "
              "--threads (requests at once per worker) and --max-connections (open connections "
              "per worker)")
+_TORNADO = "a Tornado app runs on Tornado's own server; prefork serves WSGI apps"
+# gunicorn's worker classes by short name and by module (gunicorn.workers.X.Class);
+# eventlet's was dropped in gunicorn 24, but older configs name it.
 _WORKER_CLASSES = {
-    # gunicorn's own, then the spellings its docs give for them
-    "gevent": _THREADED, "eventlet": _THREADED, "gevent_wsgi": _THREADED,
-    "gevent_pywsgi": _THREADED, "tornado": "a Tornado app runs on Tornado's own server; "
-    "prefork serves WSGI apps", "asgi": _ASGI,
+    "gevent": _THREADED, "gevent_wsgi": _THREADED, "gevent_pywsgi": _THREADED,
+    "eventlet": _THREADED, "tornado": _TORNADO, "asgi": _ASGI,
+    "ggevent": _THREADED, "geventlet": _THREADED, "gtornado": _TORNADO, "gasgi": _ASGI,
 }
 
 
 def _worker_class(value: Any, source: str) -> dict[str, Any]:
     name = str(value).strip()
-    short = name.lower().removeprefix("gunicorn.workers.")
-    if short in ("sync", "sync.syncworker", "egg:gunicorn#sync"):
+    short = name.lower().removeprefix("egg:gunicorn#").removeprefix("gunicorn.workers.")
+    if short in ("sync", "sync.syncworker"):
         # gunicorn's sync worker runs one request at a time: an app that relies on
         # it keeps that. (With --threads given too, that flag wins, as in gunicorn.)
         return {"threads": 1}
-    if short in ("gthread", "gthread.threadworker", "egg:gunicorn#gthread"):
+    if short in ("gthread", "gthread.threadworker"):
         return {}           # what prefork's workers are anyway
-    base = short.split(".")[0]
-    answer = _WORKER_CLASSES.get(base.removeprefix("g") if base == "geventlet" else base)
+    answer = _WORKER_CLASSES.get(short.split(".")[0])
     if answer is None and "uvicorn" in short:
         answer = _ASGI
     if answer is None:

@@ -171,6 +171,7 @@ def _flags() -> dict:
     (["-k", "gthread"], {}),
     (["-k", "gunicorn.workers.gthread.ThreadWorker"], {}),
     (["-k", "sync"], {"threads": 1}),
+    (["-k", "gunicorn.workers.sync.SyncWorker"], {"threads": 1}),
     (["--log-syslog"], {"syslog_addr": "udp://localhost:514"}),
     (["--no-control-socket"], {"control_socket": ""}),
     (["--protocol", "http"], {}),
@@ -197,6 +198,10 @@ def test_sync_worker_yields_to_threads_given_explicitly():
     (["-k", "eventlet"], "without monkey-patching"),
     (["-k", "uvicorn.workers.UvicornWorker"], "prefork serves WSGI only"),
     (["-k", "tornado"], "Tornado's own server"),
+    (["-k", "gunicorn.workers.ggevent.GeventWorker"], "without monkey-patching"),
+    (["-k", "egg:gunicorn#gevent"], "without monkey-patching"),
+    (["-k", "gunicorn.workers.gasgi.ASGIWorker"], "prefork serves WSGI only"),
+    (["-k", "myproject.workers.Custom"], "prefork has no worker classes"),
     (["--certfile", "c.pem"], "gunicorn setting 'certfile' (command line --certfile) is not "
                               "supported: prefork serves plain HTTP"),
     (["--keyfile", "k.pem"], "end TLS in nginx"),

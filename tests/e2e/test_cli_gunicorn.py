@@ -233,7 +233,9 @@ def test_daemon_pidfile_and_log_file_by_gunicorns_flags(tmp_path):
 
 def test_a_gunicorn_conf_py_left_in_the_directory_is_pointed_out(tmp_path):
     (tmp_path / "gunicorn.conf.py").write_text("workers = 2\n")
-    out = prefork("check", "hello:app", cwd=tmp_path)
+    out = prefork("check", "hello:app", cwd=tmp_path,
+                  env=dict(ENV, GUNICORN_CMD_ARGS="--workers 3"))
     assert out.returncode == 0
     assert "./gunicorn.conf.py is not read unless named: -c gunicorn.conf.py" in out.stderr
+    assert "GUNICORN_CMD_ARGS is not read" in out.stderr
     assert "Every setting is at its default." in out.stdout
