@@ -171,7 +171,7 @@ def unknown_arguments(parser: argparse.ArgumentParser, command: str | None,
             flag = token.partition("=")[0]
             close = difflib.get_close_matches(flag, flags, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else ""
-            return f"{prog}: error: unknown flag {flag}{hint} (see prefork {command or ''} --help)"
+            return f"{prog}: error: unknown flag {flag}{hint} (see {prog} --help)"
     return f"{prog}: error: unexpected argument {extras[0]!r}"
 
 
