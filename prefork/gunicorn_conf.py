@@ -66,8 +66,8 @@ class GunicornOnly:
 _TLS = ("prefork serves plain HTTP: end TLS in nginx, HAProxy or the load balancer in front "
         "(docs/deployment.md)")
 _STRICT = "prefork's request parser is strict (RFC 9112) and has no switch to relax it"
-_STATSD = ("prefork has no StatsD client; `prefork status --json` gives every worker's "
-           "requests, in-flight requests and memory")
+_STATSD = ("prefork has no StatsD client: set metrics_bind for Prometheus metrics and "
+           "health checks (docs/metrics.md), or read `prefork status --json`")
 _LOGCONFIG = ("prefork configures only its own log (errorlog, loglevel, syslog_addr); configure "
               "the app's logging from the app (logging.config.dictConfig)")
 _DIRTY = ("prefork has no dirty arbiters: run long jobs in a task queue (Celery, RQ) next to it")
