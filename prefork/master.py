@@ -46,13 +46,14 @@ from collections.abc import Callable
 from typing import Any
 
 from . import sockets
-from .app import AppImportError, load_app
+from .app import AppImportError, find_django_project, load_app
 from .boot import WorkerBoot, run_worker, set_title
 from .cgroup import usable_cpus
 from .config import Config
 from .control import ControlClient, ControlServer
 from .daemon import Pidfile, PidfileError, daemonize, report, user_ids
 from .dump import Dumps
+from .forksafe import before_fork
 from .hooks import Hooks, ServerView, WorkerView
 from .log import give_log_files_to_workers, reopen_error_log
 from .metrics import ListenQueue, MetricsServer, MetricsView, WorkerSample, health, listen_queue
@@ -88,7 +89,8 @@ class Master:
                  listeners: list[socket.socket] | None = None,
                  argv: list[str] | None = None,
                  reload_config: Callable[[], Config] | None = None,
-                 systemd: Systemd | None = None):
+                 systemd: Systemd | None = None,
+                 exec_command: list[str] | None = None):
         self.cfg = cfg
         self.app_spec = app_spec
         self.app = app                  # given (embedding) or preloaded
@@ -102,7 +104,8 @@ class Master:
         self.signals: deque[int] = deque()
         self.dumps = Dumps()
         self.upgrade = Upgrade(argv, retire=self._retire_for_upgrade,
-                               reclaim=self._reclaim_after_failed_upgrade)
+                               reclaim=self._reclaim_after_failed_upgrade,
+                               command=exec_command)
         self.last_memory_check = 0.0
         self.hooks = Hooks(cfg)
         self.board: Scoreboard | None = None
@@ -190,6 +193,13 @@ class Master:
 
     def setup(self) -> None:
         cfg = self.cfg
+        project = find_django_project(self.app_spec) if self.app is None else None
+        if project is not None:
+            # Say what was found; and a relative directory must still name
+            # it after chdir, in the workers that import it.
+            log.info("%s", project.describe())
+            if project.path:
+                self.app_spec = project.path
         # Paths the CLI looks up are relative to where prefork was started,
         # not to chdir.
         control_path = os.path.abspath(cfg.control_socket) if cfg.control_socket else ""
@@ -224,6 +234,11 @@ class Master:
             self.pidfile.create(self.pid, predecessor=self.predecessor)
         if self.cfg.preload and self.app is None:
             self.app = load_app(self.app_spec)
+        if self.app is not None:
+            # Preloaded or given: it may have opened connections the
+            # workers must not share.
+            before_fork()
+        if self.cfg.preload:
             gc.collect()
             # Objects made so far stay out of the collector's way, so its
             # passes in the workers don't write to (and un-share) their pages.

@@ -56,12 +56,16 @@ class Upgrade:
     must be before the master's ``chdir``. ``retire()`` is called once the
     new master is ready; ``reclaim(pid)`` when it died first, with the pid of
     the failed successor, which may have taken over the pidfile and the
-    control socket.
+    control socket. ``command``, when given, is the whole command line of
+    the new master instead of ``python -m prefork ARGV`` (``manage.py
+    prefork`` re-executes itself).
     """
 
     def __init__(self, argv: list[str] | None, retire: Callable[[], None],
-                 reclaim: Callable[[int], None], cwd: str | None = None):
+                 reclaim: Callable[[int], None], cwd: str | None = None,
+                 command: list[str] | None = None):
         self.argv = argv
+        self.command = command
         self.cwd = os.getcwd() if cwd is None else cwd
         self._retire = retire
         self._reclaim = reclaim
@@ -135,7 +139,8 @@ class Upgrade:
                     log.error("Upgrade failed: cannot change to %s, the directory prefork was "
                               "started in: %s", self.cwd, e.strerror)
                     raise
-                os.execve(sys.executable, [sys.executable, "-m", "prefork", *self.argv], env)
+                command = self.command or [sys.executable, "-m", "prefork", *self.argv]
+                os.execve(command[0], command, env)
             finally:
                 os._exit(127)
         os.close(w)

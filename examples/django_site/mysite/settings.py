@@ -1,10 +1,11 @@
 """Settings of the example site.
 
 Close to what ``django-admin startproject`` writes, with production defaults:
-DEBUG is off unless ``MYSITE_DEBUG=1``, the secret key comes from the
-environment when set, and the site runs without ``migrate``: sessions live in
-signed cookies and no view touches the database. The sqlite file (created only
-if something does) goes to ``MYSITE_DATA_DIR``, or the system's temp directory.
+DEBUG is off unless ``MYSITE_DEBUG=1``, and the secret key comes from the
+environment when set. Sessions live in signed cookies, so most pages serve
+without ``migrate``; the admin, the guestbook and the upload form need the
+tables (``python manage.py migrate``). The sqlite file is ``MYSITE_DB``, or
+``mysite.sqlite3`` in ``MYSITE_DATA_DIR``, or in the system's temp directory.
 """
 
 import os
@@ -20,13 +21,21 @@ DEBUG = os.environ.get("MYSITE_DEBUG", "") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "test"]
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "prefork.contrib.django",   # manage.py prefork
     "mysite",
 ]
+
+# Read by `manage.py prefork`, under prefork.toml, PREFORK_* and the flags.
+PREFORK = {
+    "workers": 2,
+    "threads": 4,
+}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -59,8 +68,11 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": Path(os.environ.get("MYSITE_DATA_DIR") or tempfile.gettempdir())
-        / "mysite.sqlite3",
+        "NAME": os.environ.get("MYSITE_DB")
+        or Path(os.environ.get("MYSITE_DATA_DIR") or tempfile.gettempdir()) / "mysite.sqlite3",
+        # Several workers write at once: wait for sqlite's lock, don't fail.
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE",
+                    "init_command": "PRAGMA journal_mode=WAL;"},
     }
 }
 
@@ -79,6 +91,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# `manage.py collectstatic` puts the files here, for nginx in production;
+# with DEBUG on, `manage.py prefork` serves them itself.
+STATIC_ROOT = os.environ.get("MYSITE_STATIC_ROOT") or BASE_DIR.parent / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {

@@ -1,3 +1,4 @@
+from django.contrib import admin
 from django.urls import path
 
 from . import views
@@ -12,4 +13,8 @@ urlpatterns = [
     path("stream/", views.stream, name="stream"),
     path("counter/", views.counter, name="counter"),
     path("boom/", views.boom, name="boom"),
+    path("guestbook/", views.guestbook, name="guestbook"),
+    path("upload/", views.upload, name="upload"),
+    path("api/db/", views.db_info, name="db-info"),
+    path("admin/", admin.site.urls),
 ]

@@ -1,14 +1,18 @@
 """The example site's views: one of each kind a real project has."""
 
 import hashlib
+import os
 import time
 
 from django import forms
 from django.conf import settings
+from django.db import connection
 from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from .models import Entry, Upload
 
 
 @require_safe
@@ -126,3 +130,59 @@ def counter(request):
 def boom(request):
     """An unhandled exception: Django answers 500 (DEBUG off) and logs it."""
     raise RuntimeError("boom: this view always fails")
+
+
+# -- pages that use the database (after `manage.py migrate`) -----------------
+
+class EntryForm(forms.ModelForm):
+    class Meta:
+        model = Entry
+        fields = ["name", "message"]
+
+
+@require_http_methods(["GET", "POST"])
+def guestbook(request):
+    """A CSRF-protected form that writes a row; POST redirects back (PRG)."""
+    if request.method == "POST":
+        form = EntryForm(request.POST)
+        if form.is_valid():
+            form.save()
+            return redirect("guestbook")
+        status = 400
+    else:
+        form, status = EntryForm(), 200
+    entries = Entry.objects.all()[:50]
+    return render(request, "mysite/guestbook.html",
+                  {"form": form, "entries": entries, "count": Entry.objects.count()},
+                  status=status)
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField()
+
+
+@require_http_methods(["GET", "POST"])
+def upload(request):
+    """A CSRF-protected multipart form: the file's digest is computed from
+    request.FILES (a temporary file past FILE_UPLOAD_MAX_MEMORY_SIZE) and kept."""
+    if request.method == "POST":
+        form = UploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            summary = _file_summary(form.cleaned_data["file"])
+            Upload.objects.create(name=summary["filename"], size=summary["size"],
+                                  sha256=summary["sha256"])
+            return render(request, "mysite/upload.html", {"form": UploadForm(), "done": summary})
+        return render(request, "mysite/upload.html", {"form": form}, status=400)
+    return render(request, "mysite/upload.html", {"form": UploadForm()})
+
+
+@require_safe
+def db_info(request):
+    """Which worker answered, with which database connection, and the row counts."""
+    connection.ensure_connection()
+    return JsonResponse({
+        "pid": os.getpid(),
+        "connection": id(connection.connection),
+        "entries": Entry.objects.count(),
+        "uploads": Upload.objects.count(),
+    })
