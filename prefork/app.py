@@ -42,10 +42,10 @@ class DjangoProject:
     wsgi_application: str | None = None     # WSGI_APPLICATION, when the file says it literally
 
     def describe(self) -> str:
-        wsgi = self.wsgi_application or "Django's default WSGIHandler (WSGI_APPLICATION unset)"
         where = f" in {self.path}" if self.path else ""
+        wsgi = f" {self.wsgi_application}" if self.wsgi_application else ""
         return (f"Django project{where}: settings {self.settings} ({self.found}), "
-                f"serving WSGI_APPLICATION {wsgi}")
+                f"serving WSGI_APPLICATION{wsgi}")
 
 
 def _module_file(name: str, path: list[str]) -> str | None:

@@ -31,7 +31,7 @@ READY_RE = r"Ready: \d+ workers serving"
 class ServerProcess:
     """A running prefork; ``log`` accumulates everything it printed."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None,
+    def __init__(self, args: list[str], env: dict[str, str | None] | None = None,
                  cwd: str | os.PathLike[str] | None = None, startup_timeout: float = 15.0,
                  wait_ready: bool = True, log_files: list[Path] | None = None,
                  command: list[str] | None = None, wait_listening: bool = True):
@@ -44,8 +44,11 @@ class ServerProcess:
             [str(ROOT), str(ROOT / "tests" / "apps"), full_env.get("PYTHONPATH", "")]
         ).rstrip(os.pathsep)
         full_env.setdefault("PYTHONUNBUFFERED", "1")
-        if env:
-            full_env.update(env)
+        for key, value in (env or {}).items():     # None: not in the environment
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
         self.args = command or [sys.executable, "-m", "prefork", *args]
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -136,7 +139,7 @@ class ServerProcess:
 
 
 @contextmanager
-def running(app: str | None = None, *args: str, env: dict[str, str] | None = None,
+def running(app: str | None = None, *args: str, env: dict[str, str | None] | None = None,
             cwd: str | os.PathLike[str] | None = None, wait_ready: bool = True,
             log_files: list[Path] | None = None, one_worker: bool = True
             ) -> Iterator[ServerProcess]:

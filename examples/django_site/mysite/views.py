@@ -185,4 +185,21 @@ def db_info(request):
         "connection": id(connection.connection),
         "entries": Entry.objects.count(),
         "uploads": Upload.objects.count(),
+        "database_fds": _open_fds(str(settings.DATABASES["default"]["NAME"])),
     })
+
+
+def _open_fds(path):
+    """The descriptors this process has open on ``path`` (Linux; None elsewhere)."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    found = []
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == path:
+                found.append(int(fd))
+        except OSError:
+            pass
+    return sorted(found)
