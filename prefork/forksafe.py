@@ -34,9 +34,13 @@ def _django_databases() -> list[str]:
         if conn.connection is not None:
             closed.append(f"database {conn.alias!r}")
         conn.close()
-        close_pool = getattr(conn, "close_pool", None)
-        if close_pool is not None and getattr(conn, "pool", None) is not None:
-            close_pool()
+        # PostgreSQL's and Oracle's pools (OPTIONS "pool"), keyed by alias
+        # (and user): only one that exists, since asking for ``conn.pool``
+        # would make one.
+        pools = getattr(conn, "_connection_pools", None) or {}
+        if any(key == conn.alias or (isinstance(key, tuple) and key[0] == conn.alias)
+               for key in pools):
+            conn.close_pool()
             closed.append(f"connection pool of database {conn.alias!r}")
     return closed
 

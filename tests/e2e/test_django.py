@@ -80,6 +80,8 @@ def test_manage_py_prefork_checks_then_serves_wsgi_application_with_its_settings
     # --workers from the command line over PREFORK's 2; threads from PREFORK.
     assert re.search(r"Master \d+ started: 3 workers, 4 threads each", log), log
     assert log.index("System check identified") < log.index("Listening at")
+    # The migrations check opened the database in this master: closed before the fork.
+    assert "Closed before forking the workers: database 'default'" in log
 
 
 def test_several_workers_answer(site):
@@ -481,18 +483,28 @@ assert before_fork() == []
 assert "django" not in sys.modules, "before_fork imported django"
 import django
 from django.conf import settings
+from django.core.cache.backends.locmem import LocMemCache
+
+class ClosingCache(LocMemCache):      # as memcached's: close() lets go of sockets
+    closed = 0
+    def close(self, **kwargs):
+        ClosingCache.closed += 1
+
 settings.configure(DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
                                           "NAME": sys.argv[1]}},
                    CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-                           "files": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                                     "LOCATION": sys.argv[1] + ".cache"}})
+                           "net": {"BACKEND": "__main__.ClosingCache"},
+                           "unused": {"BACKEND": "__main__.ClosingCache"}})
 django.setup()
 from django.core.cache import caches
 from django.db import connection
 connection.ensure_connection()
 caches["default"].set("k", 1)
-assert before_fork() == ["database 'default'"], before_fork()
+caches["net"].set("k", 1)
+done = before_fork()
+assert done == ["database 'default'", "cache ClosingCache"], done
 assert connection.connection is None
+assert ClosingCache.closed == 1     # not the cache nobody used
 print("ok")
 """
 
