@@ -373,7 +373,9 @@ SETTINGS: list[Setting] = [
             "serving: then it goes on with them and keeps retrying."),
     Setting("preload", "Worker processes", Bool(), False,
             "Import the application in the master before forking (then gc.freeze()), so "
-            "workers share its memory copy-on-write. HUP then re-executes the master.",
+            "workers share its memory copy-on-write; Django database connections and caches "
+            "opened meanwhile are closed before the fork (docs/django.md). HUP then "
+            "re-executes the master.",
             gunicorn=Gunicorn("preload_app", ("--preload",),
                      "prefork also runs gc.freeze(), and HUP re-executes the master so that the "
                      "new code is loaded")),
