@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sys
 from collections.abc import Mapping
@@ -32,7 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from prefork.config import BY_NAME, Bool, Config, ConfigError, sections
+from prefork.config import BY_NAME, Bool, Config, ConfigError, resolve, sections
 
 # prefork settings that Django's own options stand for.
 NOT_FLAGS = frozenset({"pythonpath"})
@@ -65,24 +64,21 @@ def bind_of(addrport: str | None, ipv6: bool = False) -> str:
 def resolve_config(cli: Mapping[str, Any], config_file: str | None = None,
                    environ: Mapping[str, str] | None = None,
                    addrport: str | None = None) -> Config:
-    """Defaults < PREFORK in settings.py < TOML file < environment < flags
-    (``addrport``, runserver's address, counts as the flag ``--bind``).
+    """Defaults < PREFORK in settings.py < what prefork.config.resolve() reads
+    (the TOML file, the environment, the flags), with ``addrport``,
+    runserver's address, counted as the flag ``--bind``.
 
     Raises prefork.config.ConfigError, worded as prefork's own.
     """
-    cfg = Config()
     layer = getattr(settings, "PREFORK", {})
     if not isinstance(layer, Mapping):
         raise ConfigError(f"the Django setting PREFORK must be a dict of prefork settings "
                           f"(names as in docs/settings.md), not {type(layer).__name__}")
-    cfg.update(layer, SOURCE)
-    if config_file is None and os.path.exists("prefork.toml"):
-        config_file = "prefork.toml"
-    if config_file:
-        cfg.load_toml(config_file)
-    cfg.load_env(os.environ if environ is None else environ)
-    for name, value in cli.items():
-        cfg.set(name, value, f"command line {BY_NAME[name].flag}")
+    Config().update(layer, SOURCE)      # every name and value checked, as a TOML file's
+    cfg = resolve(cli, config_file, environ)
+    for name, value in layer.items():
+        if cfg.source(name) == "default":
+            cfg.set(name, value, SOURCE)
     if addrport is not None:
         cfg.set("bind", [addrport], "command line addrport")
     return cfg
