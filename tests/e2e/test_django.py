@@ -372,6 +372,11 @@ def test_reload_reexecutes_the_command_and_serves_new_code(env, tmp_path):
         views.write_text(source.replace(marker, marker + ' "edition": 4,'))
         wait_until(lambda: json.loads(get(srv, "/api/info/").body).get("edition") == 4,
                    timeout=20, interval=0.2)
+        # Templates are watched too (Django's loaders cache them).
+        assert b"<h1>prefork + Django</h1>" in get(srv, "/").body     # compiled, cached
+        home = project / "mysite" / "templates" / "mysite" / "home.html"
+        home.write_text(home.read_text().replace("<h1>{{ title }}</h1>", "<h1>Edited</h1>"))
+        wait_until(lambda: b"<h1>Edited</h1>" in get(srv, "/").body, timeout=20, interval=0.2)
 
 
 # -- prefork start on a Django project ----------------------------------------

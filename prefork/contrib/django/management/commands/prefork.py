@@ -8,9 +8,10 @@ runserver's habits where they fit.
   migrations are pointed out as runserver does;
 - static files through django.contrib.staticfiles' handler when DEBUG is on
   (``--nostatic``, ``--insecure`` as runserver's);
-- ``--reload``: prefork's reloader. Django is set up in this process (the
-  master) before the fork, so a change re-executes the whole command — the
-  checks run again, and until the new code starts the old one keeps serving.
+- ``--reload``: prefork's reloader, which watches the template directories
+  too. Django is set up in this process (the master) before the fork, so a
+  change re-executes the whole command — the checks run again, and until the
+  new code starts the old one keeps serving.
 
 Settings: every prefork setting as a flag (as ``prefork start`` has them),
 over the ``PREFORK_*`` environment, over the TOML file (``-c/--config``, or
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -82,6 +84,19 @@ def resolve_config(cli: Mapping[str, Any], config_file: str | None = None,
     if addrport is not None:
         cfg.set("bind", [addrport], "command line addrport")
     return cfg
+
+
+def watch_templates(cfg: Config) -> None:
+    """Add the project's template directories to ``reload_extra_files``.
+
+    runserver resets Django's (cached) template loaders when a template
+    changes; here a template change reloads like a source change does.
+    """
+    from django.template.autoreload import get_template_directories
+
+    globs = [os.path.join(d, "**", "*") for d in sorted(map(str, get_template_directories()))]
+    cfg.set("reload_extra_files", [*cfg.reload_extra_files, *globs],
+            cfg.source("reload_extra_files"))
 
 
 def _add_setting(parser: argparse._ActionsContainer, name: str) -> None:
@@ -153,6 +168,8 @@ class Command(BaseCommand):
             self.stdout.write("Performing system checks...\n\n")
             self.check(display_num_errors=True)     # errors raise SystemCheckError
         self.check_migrations()     # a note only; its connection is closed before the fork
+        if cfg.reload:
+            watch_templates(cfg)
         sys.exit(self.serve(cfg, sd, options))
 
     def serve(self, cfg: Config, sd: Any, options: dict[str, Any]) -> int:
