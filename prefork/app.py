@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import os
 import re
 import sys
@@ -152,10 +153,10 @@ def load_django_project(project: DjangoProject) -> Callable[..., Any]:
     if project.path and project.path not in sys.path:
         sys.path.insert(0, project.path)
     os.environ["DJANGO_SETTINGS_MODULE"] = project.settings
-    try:
-        from .contrib.django.wsgi import get_application
-    except ImportError as e:
-        raise AppImportError(f"{project.describe()}; but Django cannot be imported: {e}") from e
+    if importlib.util.find_spec("django") is None:
+        raise AppImportError(f"{project.describe()}; but Django is not installed "
+                             f"(python: {sys.executable})")
+    from .contrib.django.wsgi import get_application
     return get_application()
 
 
