@@ -321,7 +321,7 @@ def test_streaming_response_arrives_while_it_is_produced(site):
         total = time.monotonic() - start
     assert r.status == 200 and (r.header("transfer-encoding") or "").lower() == "chunked"
     assert r.body == b"line 0\nline 1\nline 2\nline 3\n"
-    assert first_at < 0.5 and total >= 0.85, (first_at, total)
+    assert total >= 0.85 and first_at < total - 0.5, (first_at, total)
 
 
 def test_static_files_served_in_debug(site):
@@ -474,8 +474,17 @@ def test_preload_closes_the_connection_opened_at_import_before_forking(env, data
         assert db_files(srv.proc.pid, db) == []        # the master still holds none
         # Each request found the database open in its worker: a descriptor
         # the worker opened itself, since it had none after the fork.
+        def burst() -> bool:
+            threads = [threading.Thread(target=lambda: seen.append(db_info(srv)))
+                       for _ in range(9)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+            return len({info["pid"] for info in seen}) >= 2
+
+        wait_until(burst, timeout=20, interval=0)       # answers from several workers
         assert {info["pid"] for info in seen} <= set(workers)
-        assert len({info["pid"] for info in seen}) >= 2
         assert all(info["database_fds"] for info in seen), seen
     with sqlite3.connect(db, timeout=20) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
