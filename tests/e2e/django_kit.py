@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
+import psutil
 from server import ROOT, HTTPReader, Response, ServerProcess
 
 DJANGO_DIR = ROOT / "examples" / "django_site"
@@ -60,7 +61,23 @@ def manage_prefork(env: dict[str, str | None], *args: str, addrport: str = "127.
         try:
             yield srv
         finally:
+            stop_successor(srv)
             srv.stop()
+
+
+def stop_successor(srv: ServerProcess, timeout: float = 15) -> None:
+    """After a reload re-executed the command, the master serving is not the
+    process we started (that one has retired): TERM the newest, so it cleans
+    up after itself rather than being killed with its process group."""
+    pids = [int(p) for p in re.findall(r"Master (\d+) started", srv.log)]
+    if not pids or pids[-1] == srv.proc.pid:
+        return
+    try:
+        master = psutil.Process(pids[-1])
+        master.terminate()
+        master.wait(timeout)
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
 
 
 class Client:
