@@ -595,7 +595,8 @@ class Master:
                 log.error("reload: the app was given in-process (preloaded or embedded) and "
                           "prefork cannot re-exec this program; restart it instead")
                 return False
-            log.info("reload: the app is preloaded in the master; re-executing the master")
+            log.info("reload: the app lives in the master (%s); re-executing the master",
+                     "preloaded" if self.cfg.preload and not self.app_given else "given in-process")
             self._start_upgrade()
             if client is not None and self.upgrade.in_progress:
                 self.upgrade.waiters.append(client)
