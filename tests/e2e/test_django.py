@@ -103,7 +103,7 @@ def test_several_workers_answer(site):
 def test_system_check_error_stops_startup_with_djangos_message(env):
     done = manage(dict(env, VARIANT_BREAK_CHECKS="1"), "prefork", "127.0.0.1:0",
                   "--settings", "mysite_variant", timeout=30)
-    assert done.returncode != 0
+    assert done.returncode == 1
     assert "SystemCheckError: System check identified some issues:" in done.stderr, done.stderr
     assert "admin.E409" in done.stderr
     assert "Listening at" not in done.stderr + done.stdout
