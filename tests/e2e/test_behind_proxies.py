@@ -1,4 +1,5 @@
-"""prefork behind a real nginx and a real HAProxy, with the configs of docs/proxies.md.
+"""prefork behind a real nginx and a real HAProxy, with the configs of docs/proxies.md
+(and docs/deployment.md's nginx with TLS).
 
 Each proxy runs in the foreground from a temporary prefix, on a listening
 socket this test binds on port 0 and hands over (nginx takes it through its
@@ -36,10 +37,10 @@ needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (
 needs_haproxy = pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (apt-get install haproxy)")
 
 
-def doc_block(name: str) -> str:
-    """The fenced block after ``<!-- tested: NAME -->`` in docs/proxies.md."""
-    m = re.search(rf"<!-- tested: {re.escape(name)} -->\s*```\w*\n(.*?)```", DOC.read_text(), re.S)
-    assert m, f"docs/proxies.md has no block marked 'tested: {name}'"
+def doc_block(name: str, doc: Path = DOC) -> str:
+    """The fenced block after ``<!-- tested: NAME -->`` in ``doc`` (docs/proxies.md)."""
+    m = re.search(rf"<!-- tested: {re.escape(name)} -->\s*```\w*\n(.*?)```", doc.read_text(), re.S)
+    assert m, f"{doc.name} has no block marked 'tested: {name}'"
     return m.group(1)
 
 
@@ -58,10 +59,14 @@ def listening() -> socket.socket:
 
 
 @contextmanager
-def proxy_process(argv: list[str], sock: socket.socket, env: dict[str, str] | None = None):
-    proc = subprocess.Popen(argv, pass_fds=[sock.fileno()], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    sock.close()    # the proxy has it; the port stays bound
+def proxy_process(argv: list[str], sock: socket.socket | list[socket.socket],
+                  env: dict[str, str] | None = None):
+    socks = sock if isinstance(sock, list) else [sock]
+    proc = subprocess.Popen(argv, pass_fds=[s.fileno() for s in socks], env=env,
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    for s in socks:
+        s.close()   # the proxy has them; the ports stay bound
     try:
         yield proc
     finally:
@@ -79,10 +84,14 @@ def proxy_process(argv: list[str], sock: socket.socket, env: dict[str, str] | No
 
 
 @contextmanager
-def nginx(site: str, prefix: Path):
-    sock = listening()
-    port = sock.getsockname()[1]
-    site = substitute(site, **{"listen 80;": f"listen 127.0.0.1:{port};"})
+def nginx(site: str, prefix: Path, listen: tuple[str, ...] = ("listen 80;",)):
+    """nginx serving ``site``, each of the ``listen`` directives moved to a
+    port of its own (bound here, handed over); yields (process, port of the first)."""
+    socks = [listening() for _ in listen]
+    ports = [s.getsockname()[1] for s in socks]
+    for directive, port in zip(listen, ports, strict=True):
+        site = substitute(site, **{directive: directive.replace(
+            directive.split()[1].rstrip(";"), f"127.0.0.1:{port}", 1)})
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
         (prefix / d).mkdir(exist_ok=True)
     # As root, nginx's workers would run as nobody, who cannot enter the
@@ -103,8 +112,9 @@ http {{
 }}
 """)
     argv = [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
-    with proxy_process(argv, sock, {"NGINX": f"{sock.fileno()};", "PATH": os.environ["PATH"]}) as p:
-        yield p, port
+    fds = "".join(f"{s.fileno()};" for s in socks)
+    with proxy_process(argv, socks, {"NGINX": fds, "PATH": os.environ["PATH"]}) as p:
+        yield p, ports[0]
 
 
 @contextmanager
@@ -214,3 +224,57 @@ def test_haproxy_proxy_protocol(tmp_path, block, version):
             s.sendall(b"GET /environ HTTP/1.1\r\nHost: x\r\n\r\n")
             assert s.recv(100) == b""
         assert workers_of(srv) == pids
+
+
+@needs_nginx
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_the_deployment_guides_nginx_with_tls_static_files_and_a_unix_socket(tmp_path):
+    """docs/deployment.md's nginx, as written but for paths, ports and a
+    throwaway certificate: https reaches the app as https from a trusted
+    unix peer, nginx serves /static/ itself, port 80 redirects."""
+    import ssl
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=example.com", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "site.css").write_text("body { color: teal }")
+    path = tmp_path / "prefork.sock"
+    with running("testapp:app", "--bind", f"unix:{path}", "--unix-socket-mode", "666") as srv:
+        site = substitute(doc_block("nginx-tls", ROOT / "docs" / "deployment.md"), **{
+            "/run/prefork/prefork.sock": str(path),
+            "/etc/letsencrypt/live/example.com/fullchain.pem": str(cert),
+            "/etc/letsencrypt/live/example.com/privkey.pem": str(key),
+            "/srv/myapp/static/": f"{static}/",
+        })
+        with nginx(site, tmp_path, ("listen 443 ssl http2;", "listen 80;")) as (proc, port):
+            tls = ssl.create_default_context()
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
+
+            def over_tls(raw: bytes) -> tuple[int, bytes]:
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        with tls.wrap_socket(client(port), server_hostname="example.com") as s:
+                            s.sendall(raw)
+                            r = HTTPReader(s).read_response()
+                            return r.status, r.body
+                    except (OSError, EOFError):
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+
+            status, body = over_tls(b"GET /environ HTTP/1.1\r\nHost: example.com\r\n"
+                                    b"X-Forwarded-Proto: http\r\nConnection: close\r\n\r\n")
+            assert status == 200
+            e = json.loads(body)
+            assert e["wsgi.url_scheme"] == "https"      # nginx's $scheme, not the client's
+            assert e["REMOTE_ADDR"] == CLIENT           # a unix peer is trusted by default
+            assert e["HTTP_HOST"] == "example.com"
+            status, body = over_tls(b"GET /static/site.css HTTP/1.1\r\nHost: example.com\r\n"
+                                    b"Connection: close\r\n\r\n")
+            # From nginx: the app answers 404 for any path it does not know.
+            assert (status, body) == (200, b"body { color: teal }")
+        assert "error reading" not in srv.log
