@@ -51,11 +51,13 @@ soak: $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
-# docs/settings.md, conf/prefork.toml and the gunicorn map in docs/migrating.md
-# are generated from prefork/config.py (and prefork/gunicorn_conf.py);
+# docs/settings.md, prefork/_settings.py (the type of every setting, for mypy),
+# conf/prefork.toml and the gunicorn map in docs/migrating.md are generated from prefork/config.py (and prefork/gunicorn_conf.py);
 # tests/test_config.py fails when they are stale.
 settings: $(STAMP)
 	$(PY) -c "from prefork.config import settings_markdown as f; print(f(), end='')" > docs/settings.md
+	$(PY) -c "from prefork.config import settings_module as f; print(f(), end='')" > prefork/_settings.py.new
+	mv prefork/_settings.py.new prefork/_settings.py
 	$(PY) -c "from prefork.config import example_toml as f; print(f(), end='')" > conf/prefork.toml
 	$(PY) -c "import pathlib; from prefork.gunicorn_conf import update_migrating as f; \
 	  p = pathlib.Path('docs/migrating.md'); p.write_text(f(p.read_text()))"

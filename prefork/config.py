@@ -19,24 +19,42 @@ import textwrap
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._settings import Settings
 from .cgroup import usable_cpus
 from .hooks import HOOKS
 from .http.proxy import FORWARDED_HEADERS, Networks
 from .log import DEFAULT_ACCESS_FORMAT, check_access_format
+from .sockets import FD_FAMILY, parse_address
 
 
 class ConfigError(Exception):
     """A setting has a value that is not allowed; the message is one log line."""
 
 
+class BadValue(ValueError):
+    """A value type's refusal that says what is wrong with ``value`` (one item
+    of a list, say) instead of only what is allowed."""
+
+    def __init__(self, value: Any, reason: str):
+        super().__init__(reason)
+        self.value = value
+        self.reason = reason
+
+
 # -- value types: each turns a TOML value or a CLI/env string into a checked value --
+#
+# Each has describe() (what is allowed, for errors and the docs) and
+# ``annotation``: the Python type of the value it returns, as written in the
+# generated prefork/_settings.py, so that mypy knows what ``cfg.x`` is.
 
 @dataclass(frozen=True)
 class Int:
     min: int | None = None
     max: int | None = None
+
+    annotation: ClassVar[str] = "int"
 
     def describe(self) -> str:
         if self.min is not None and self.max is not None:
@@ -61,6 +79,8 @@ class Int:
 class Seconds:
     min: float = 0.0
 
+    annotation: ClassVar[str] = "float"
+
     def describe(self) -> str:
         return f"a number of seconds >= {self.min:g}"
 
@@ -76,6 +96,8 @@ class Seconds:
 class Bool:
     TRUE = {"1", "true", "yes", "on"}
     FALSE = {"0", "false", "no", "off"}
+
+    annotation: ClassVar[str] = "bool"
 
     def describe(self) -> str:
         return "true or false"
@@ -93,6 +115,8 @@ class Bool:
 
 
 class Str:
+    annotation: ClassVar[str] = "str"
+
     def describe(self) -> str:
         return "a string"
 
@@ -107,6 +131,10 @@ class Choice:
     """One of a few fixed strings."""
 
     choices: tuple[str, ...]
+
+    @property
+    def annotation(self) -> str:
+        return "Literal[" + ", ".join(f'"{c}"' for c in self.choices) + "]"
 
     def describe(self) -> str:
         return "one of " + ", ".join(self.choices)
@@ -130,6 +158,8 @@ class StrList:
         if split_items is not None:
             self.split_items = split_items
 
+    annotation: ClassVar[str] = "list[str]"
+
     def describe(self) -> str:
         return "a list of strings"
 
@@ -145,6 +175,8 @@ class StrList:
 
 class Octal:
     """A file mode: an int, or a string of octal digits like "660" or "0o660"."""
+
+    annotation: ClassVar[str] = "int"
 
     def describe(self) -> str:
         return "a file mode in octal, like 600 or 660"
@@ -162,6 +194,8 @@ class Octal:
 class Hook:
     """A callable, or the name of one as MODULE:FUNCTION ("" for none)."""
 
+    annotation: ClassVar[str] = "str | Callable[..., Any]"
+
     def describe(self) -> str:
         return "MODULE:FUNCTION, or a callable when given from Python"
 
@@ -176,6 +210,8 @@ class Hook:
 
 class StrMap:
     """KEY=VALUE pairs: a TOML table, repeated KEY=VALUE flags, or "A=1,B=2" in the environment."""
+
+    annotation: ClassVar[str] = "dict[str, str]"
 
     def describe(self) -> str:
         return "KEY=VALUE pairs (a TOML table)"
@@ -225,6 +261,55 @@ class ForwardedHeaders(StrList):
         return items
 
 
+def _check_address(address: str, inherited: bool) -> None:
+    try:
+        if parse_address(address)[0] == FD_FAMILY and not inherited:
+            raise ValueError("an inherited descriptor cannot be used here")
+    except ValueError as e:
+        raise BadValue(address, str(e)) from None
+
+
+class Addresses(StrList):
+    """Addresses to listen on; fd://N (a socket inherited from the parent) too."""
+
+    def describe(self) -> str:
+        return "a list of HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"
+
+    def __call__(self, value: Any) -> list[str]:
+        items = super().__call__(value)
+        for address in items:
+            _check_address(address, inherited=True)
+        return items
+
+
+class Address(Str):
+    """One address that prefork binds itself (never an inherited fd); "" for none."""
+
+    def describe(self) -> str:
+        return "HOST:PORT, [IPv6]:PORT or unix:PATH, or empty for none"
+
+    def __call__(self, value: Any) -> str:
+        address = super().__call__(value)
+        if address:
+            _check_address(address, inherited=False)
+        return address
+
+
+class AccessLogFormat(Str):
+    """A format of gunicorn's access log atoms, or "json"."""
+
+    def describe(self) -> str:
+        return "a format of access log atoms such as %(h)s, or json"
+
+    def __call__(self, value: Any) -> str:
+        fmt = super().__call__(value)
+        try:
+            check_access_format(fmt)
+        except ValueError as e:
+            raise BadValue(fmt, str(e)) from None
+        return fmt
+
+
 @dataclass(frozen=True)
 class Gunicorn:
     """What gunicorn calls a setting that prefork has too: its name in a
@@ -268,6 +353,9 @@ class Setting:
     def convert(self, value: Any, source: str) -> Any:
         try:
             return self.type(value)
+        except BadValue as e:
+            raise ConfigError(f"invalid value for setting '{self.name}' ({source}): "
+                              f"{e.value!r}; {e.reason}") from None
         except (ValueError, TypeError):
             raise ConfigError(
                 f"invalid value for setting '{self.name}' ({source}): {value!r}; "
@@ -286,7 +374,7 @@ KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 
 SETTINGS: list[Setting] = [
     # Server socket
-    Setting("bind", "Server socket", StrList(), ["127.0.0.1:8000"],
+    Setting("bind", "Server socket", Addresses(), ["127.0.0.1:8000"],
             "Addresses to listen on: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeat the flag "
             "to listen on several. Port 0 picks a free port.", short="-b", metavar="ADDRESS",
             multiple=True,
@@ -513,7 +601,7 @@ SETTINGS: list[Setting] = [
             "all its workers booted. Past it the old master stops it (TERM, then KILL 2 s "
             "later), logs why, takes back the pidfile and the control socket and goes on "
             "serving."),
-    Setting("metrics_bind", "Control", Str(), "",
+    Setting("metrics_bind", "Control", Address(), "",
             "Address (HOST:PORT, [IPv6]:PORT or unix:PATH) where the master serves Prometheus "
             "metrics at /metrics and health checks at /livez and /readyz (docs/kubernetes.md). "
             "Empty: off. Anyone who can connect can read them: keep it on a private address.",
@@ -533,7 +621,7 @@ SETTINGS: list[Setting] = [
             "Where the access log goes: empty for nowhere, - for stdout, or a file path "
             "(reopened on USR1).",
             gunicorn=Gunicorn("accesslog", ("--access-logfile",))),
-    Setting("access_log_format", "Logging", Str(), DEFAULT_ACCESS_FORMAT,
+    Setting("access_log_format", "Logging", AccessLogFormat(), DEFAULT_ACCESS_FORMAT,
             "Access log line format, with gunicorn's atoms: h remote address, t time, r request "
             "line, m method, U path, q query, H protocol, s status, b/B response bytes, f referer, "
             "a user agent, T/M/D/L duration in s/ms/us/decimal s, p pid, {Name}i request header, "
@@ -587,8 +675,13 @@ BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 BY_GUNICORN_NAME: dict[str, Setting] = {s.gunicorn.name: s for s in SETTINGS if s.gunicorn}
 
 
-class Config:
-    """Resolved settings, read as attributes: ``cfg.threads``."""
+class Config(Settings):
+    """Resolved settings, read as attributes: ``cfg.threads``.
+
+    Each attribute's type is declared in ``Settings`` (prefork/_settings.py,
+    generated from SETTINGS), so mypy checks every ``cfg.x``: a misspelt
+    setting is an error there, not an ``Any``.
+    """
 
     def __init__(self, values: Mapping[str, Any] | None = None):
         self._values = {s.name: s.default for s in SETTINGS}
@@ -601,11 +694,14 @@ class Config:
         if values:
             self.update(values, "argument")
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["_values"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+    if not TYPE_CHECKING:
+        # Hidden from mypy, which would otherwise type every unknown name as
+        # this method's Any; it reads the declared attributes of Settings.
+        def __getattr__(self, name: str) -> Any:
+            try:
+                return self.__dict__["_values"][name]
+            except KeyError:
+                raise AttributeError(name) from None
 
     def source(self, name: str) -> str:
         return self._sources[name]
@@ -616,37 +712,10 @@ class Config:
             raise ConfigError(unknown_setting(name, source))
         self._values[name] = setting.convert(value, source)
         self._sources[name] = source
-        self._check(setting)
 
     def update(self, values: Mapping[str, Any], source: str) -> None:
         for name, value in values.items():
             self.set(name, value, source)
-
-    def _check(self, setting: Setting) -> None:
-        if setting.name == "access_log_format":
-            try:
-                check_access_format(self.access_log_format)
-            except ValueError as e:
-                raise ConfigError(f"invalid value for setting 'access_log_format' "
-                                  f"({self.source('access_log_format')}): "
-                                  f"{self.access_log_format!r}; {e}") from None
-        if setting.name == "metrics_bind" and self.metrics_bind:
-            from .sockets import FD_FAMILY, parse_address
-            try:
-                if parse_address(self.metrics_bind)[0] == FD_FAMILY:
-                    raise ValueError("an inherited descriptor cannot be used here")
-            except ValueError as e:
-                raise ConfigError(f"invalid value for setting 'metrics_bind' "
-                                  f"({self.source('metrics_bind')}): {self.metrics_bind!r}; "
-                                  f"{e}") from None
-        if setting.name == "bind":
-            from .sockets import parse_address
-            for address in self.bind:
-                try:
-                    parse_address(address)
-                except ValueError as e:
-                    raise ConfigError(f"invalid value for setting 'bind' "
-                                      f"({self.source('bind')}): {address!r}; {e}") from None
 
     def load_file(self, path: str) -> None:
         """A gunicorn Python file (``*.py``, ``python:MODULE``, ``file:PATH``) or TOML."""
@@ -782,3 +851,20 @@ def example_toml() -> str:
                 out += [f"# {s.name} = ...  (default: {s.default_doc})", ""]
     return "\n".join(out)
 
+
+
+def settings_module() -> str:
+    """prefork/_settings.py, generated from SETTINGS (``make settings``): the
+    type of every setting as an annotated attribute of ``Settings``."""
+    out = ['"""The type of every setting, for mypy: generated from SETTINGS in',
+           'prefork/config.py by `make settings`; do not edit."""', "",
+           "from __future__ import annotations", "",
+           "from collections.abc import Callable",
+           "from typing import Any, Literal", "", "",
+           "class Settings:",
+           '    """One attribute per setting, with the type of its checked value;',
+           '    ``Config`` inherits these, and fills them in at run time."""']
+    for section, settings in sections():
+        out += ["", f"    # {section}"]
+        out += [f"    {s.name}: {s.type.annotation}" for s in settings]
+    return "\n".join(out) + "\n"

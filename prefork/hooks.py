@@ -14,7 +14,10 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger("prefork.error")
 
@@ -78,7 +81,7 @@ def resolve_hook(value: Any) -> Callable[..., Any] | None:
 class Hooks:
     """The resolved hooks; ``hooks.call("post_fork", server, worker)``."""
 
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: Config):
         self._fns: dict[str, Callable[..., Any]] = {}
         for name in HOOKS:
             try:

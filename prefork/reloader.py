@@ -67,10 +67,13 @@ import sysconfig
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .scoreboard import BOOTING, Scoreboard
 from .threads import start_thread
+
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger("prefork.error")
 
@@ -480,7 +483,7 @@ def _drop_bytecode(path: str) -> None:
             pass
 
 
-def start_reloader(cfg: Any, master_pid: int, board: Scoreboard | None = None) -> Reloader:
+def start_reloader(cfg: Config, master_pid: int, board: Scoreboard | None = None) -> Reloader:
     """Called in a worker right after the app is imported (when ``cfg.reload``)."""
     reloader = Reloader(master_pid, cfg.reload_extra_files, cfg.reload_engine, board)
     reloader.start()

@@ -12,11 +12,14 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import sockets
 from .config import Config
 from .log import setup_error_log
+
+if TYPE_CHECKING:
+    from .master import Master
 
 log = logging.getLogger("prefork.error")
 
@@ -56,7 +59,7 @@ class Server:
     def url(self) -> str:
         return self.addresses[0]
 
-    def _master(self) -> Any:
+    def _master(self) -> Master:
         from .master import Master
         return Master(self.cfg, self.app_spec, app=self.app, listeners=self.listeners)
 

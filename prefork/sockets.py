@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Config
 
 FD_FAMILY = -1
 
@@ -45,7 +48,7 @@ def parse_address(address: str) -> tuple[int, object]:
     return family, (host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), int(port))
 
 
-def bind_all(cfg: Any, addresses: list[str] | None = None) -> list[socket.socket]:
+def bind_all(cfg: Config, addresses: list[str] | None = None) -> list[socket.socket]:
     """Bind every address of ``cfg.bind`` (or ``addresses``) with ``cfg``'s socket
     settings; on an error close what was bound and raise."""
     bound: list[socket.socket] = []

@@ -46,12 +46,15 @@ import random
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .scoreboard import BOOTING as SLOT_BOOTING
 from .scoreboard import READY as SLOT_READY
 from .scoreboard import STOPPING as SLOT_STOPPING
 from .scoreboard import SlotView
+
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger("prefork.error")
 
@@ -126,7 +129,7 @@ class Spawn:
 
     number: int
     generation: int
-    cfg: Any
+    cfg: Config
     hooks: Any
 
 
@@ -148,7 +151,7 @@ class Ready:
 class Switch:
     """A reload was accepted: the master takes ``cfg`` and ``hooks`` from now on."""
 
-    cfg: Any
+    cfg: Config
     hooks: Any
 
 
@@ -185,7 +188,7 @@ class WorkerRecord:
     number: int
     generation: int
     spawned: float
-    cfg: Any
+    cfg: Config
     hooks: Any = None
     state: WorkerState = S.FORKING
     since: float = 0.0            # when it entered ``state``
@@ -211,7 +214,7 @@ class WorkerRecord:
 @dataclass
 class Reload:
     tickets: list[int]
-    cfg: Any
+    cfg: Config
     hooks: Any
     generation: int = 0
     canary: int | None = None          # the canary's worker number
@@ -221,9 +224,9 @@ class Reload:
 
 
 class Supervisor:
-    """The policy. ``cfg`` is a prefork Config (or anything with its attributes)."""
+    """The policy, for the settings in ``cfg``."""
 
-    def __init__(self, cfg: Any, capacity: int, hooks: Any = None,
+    def __init__(self, cfg: Config, capacity: int, hooks: Any = None,
                  rng: random.Random | None = None):
         self.cfg = cfg
         self.hooks = hooks              # opaque: handed back with Spawn and Switch
@@ -380,7 +383,7 @@ class Supervisor:
             w.deadline = min(w.deadline, deadline) if w.state is S.RETIRING else deadline
             self._enter(w, S.RETIRING, now)
 
-    def reload(self, cfg: Any, now: float, hooks: Any = None) -> int:
+    def reload(self, cfg: Config, now: float, hooks: Any = None) -> int:
         """Start a reload with ``cfg``: boot one canary of a new generation.
         Returns a ticket, answered by a ReloadDone. One asked for while a
         canary runs is queued and starts when that one ends (with the newest

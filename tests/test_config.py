@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from prefork.config import SETTINGS, Config, ConfigError, example_toml, resolve, settings_markdown
+from prefork.config import (
+    SETTINGS,
+    Config,
+    ConfigError,
+    example_toml,
+    resolve,
+    settings_markdown,
+    settings_module,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,12 +53,36 @@ def test_prefork_toml_in_cwd_is_read(tmp_path, monkeypatch):
     ("bind", "localhost", "expected HOST:PORT, [IPv6]:PORT or unix:PATH"),
     ("bind", "127.0.0.1:99999", "port '99999' is not a number from 0 to 65535"),
     ("loglevel", "loud", "allowed: one of debug, info, warning, error, critical"),
+    ("bind", ["127.0.0.1:0", "unix:"],
+     "invalid value for setting 'bind' (test): 'unix:'; unix: needs a path"),
+    ("metrics_bind", "fd://3",
+     "invalid value for setting 'metrics_bind' (test): 'fd://3'; an inherited descriptor "
+     "cannot be used here"),
+    ("metrics_bind", "nowhere", "'nowhere'; expected HOST:PORT, [IPv6]:PORT or unix:PATH"),
+    ("access_log_format", "%(h)s %(nope)s",
+     "invalid value for setting 'access_log_format' (test): '%(h)s %(nope)s'; "
+     "access log format does not work"),
 ])
 def test_bad_values_name_setting_value_and_what_is_allowed(name, value, expected):
     with pytest.raises(ConfigError) as e:
         Config().set(name, value, "test")
     assert expected in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_a_refused_value_leaves_the_setting_as_it_was():
+    cfg = Config({"bind": ["127.0.0.1:0"], "access_log_format": "%(h)s"})
+    for name, bad in (("bind", ["localhost"]), ("access_log_format", "%(zz)s"),
+                      ("metrics_bind", "fd://4")):
+        with pytest.raises(ConfigError):
+            cfg.set(name, bad, "test")
+    assert cfg.bind == ["127.0.0.1:0"] and cfg.access_log_format == "%(h)s"
+    assert cfg.metrics_bind == "" and cfg.source("metrics_bind") == "default"
+
+
+def test_good_addresses_pass():
+    cfg = Config({"bind": ["fd://3", "[::1]:0", "unix:/tmp/x.sock"], "metrics_bind": "unix:/m"})
+    assert cfg.bind == ["fd://3", "[::1]:0", "unix:/tmp/x.sock"] and cfg.metrics_bind == "unix:/m"
 
 
 def test_unknown_setting_suggests_the_closest():
@@ -110,6 +142,30 @@ def test_address_in_use_is_a_clear_error():
 def test_docs_settings_md_is_current():
     assert (ROOT / "docs" / "settings.md").read_text() == settings_markdown(), \
         "docs/settings.md is stale: run `make settings`"
+
+
+def test_settings_types_module_is_current():
+    assert (ROOT / "prefork" / "_settings.py").read_text() == settings_module(), \
+        "prefork/_settings.py is stale: run `make settings`"
+
+
+def test_every_setting_has_a_declared_type_and_its_default_fits_it():
+    import typing
+
+    from prefork._settings import Settings
+    hints = typing.get_type_hints(Settings)
+    assert sorted(hints) == sorted(s.name for s in SETTINGS)
+    for s in SETTINGS:
+        hint = hints[s.name]
+        origin = typing.get_origin(hint)
+        if origin is typing.Literal:
+            assert s.default in typing.get_args(hint), s.name
+        elif origin in (list, dict):
+            assert isinstance(s.default, origin), s.name
+        elif hint in (int, float, bool, str):
+            assert type(s.default) is hint, s.name
+        else:   # a hook: "module:function" or a callable
+            assert s.default == "", s.name
 
 
 def test_docs_migrating_md_gunicorn_map_is_current():
