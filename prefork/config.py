@@ -87,10 +87,10 @@ class Seconds:
     def __call__(self, value: Any) -> float:
         if isinstance(value, bool):
             raise ValueError
-        value = float(value)
-        if value != value or value < self.min or value == float("inf"):
+        seconds = float(value)
+        if seconds != seconds or seconds < self.min or seconds == float("inf"):
             raise ValueError
-        return value
+        return seconds
 
 
 class Bool:

@@ -61,7 +61,7 @@ class WorkerView:
     exit_code: int | None = None
 
 
-def resolve_hook(value: Any) -> Callable[..., Any] | None:
+def resolve_hook(value: object) -> Callable[..., Any] | None:
     """``"module:function"`` -> the function; a callable as is; "" or None -> None."""
     if not value:
         return None
@@ -70,7 +70,7 @@ def resolve_hook(value: Any) -> Callable[..., Any] | None:
     module_name, sep, attr = str(value).partition(":")
     if not sep or not attr:
         raise ValueError("a hook is named as MODULE:FUNCTION")
-    obj: Any = importlib.import_module(module_name)
+    obj: object = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
     if not callable(obj):

@@ -322,7 +322,8 @@ def _clf_time(wall: float) -> str:
     if _clf_cache[0] != sec:
         _clf_cache[1] = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(sec))
         _clf_cache[0] = sec
-    return _clf_cache[1]
+    text: str = _clf_cache[1]
+    return text
 
 
 def _response_header(headers: list[tuple[str, str]], lname: str) -> str:

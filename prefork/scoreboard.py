@@ -189,7 +189,7 @@ class Slot:
     def _begin(self) -> int:
         """Make the count odd (a write is under way); returns it."""
         at = self.base + _OFF_SEQ
-        seq = _Q.unpack_from(self.mem, at)[0] + 1
+        seq: int = _Q.unpack_from(self.mem, at)[0] + 1
         _Q.pack_into(self.mem, at, seq)
         return seq
 

@@ -84,7 +84,9 @@ EXIT_CAUSES = ("reload", "max_requests", "max_worker_lifetime", "max_worker_memo
 
 def backoff(n: int) -> float:
     """Seconds before the next try after the ``n``-th retry in a row (from 0)."""
-    return min(0.1 * 2 ** n, BACKOFF_MAX)
+    # The exponent is capped: a streak that never ends (workers serving while
+    # their replacements keep failing) would otherwise overflow a float.
+    return min(0.1 * 2.0 ** min(n, 16), BACKOFF_MAX)
 
 
 class WorkerState(enum.Enum):

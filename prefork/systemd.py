@@ -336,7 +336,7 @@ def covers(sock: socket.socket, address: str) -> bool:
     if family != sock.family:
         return False
     if family == socket.AF_UNIX:
-        return os.path.abspath(str(sockaddr)) == sock.getsockname()
+        return bool(os.path.abspath(str(sockaddr)) == sock.getsockname())
     assert isinstance(sockaddr, tuple)
     host, port = str(sockaddr[0]), int(sockaddr[1])
     if port == 0:

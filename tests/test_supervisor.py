@@ -248,6 +248,13 @@ def test_crashes_after_boot_back_off_more_each_time_and_never_stop_the_server():
     assert h.sup.crashes == 6 and "SIGSEGV" in h.sup.last_crash
 
 
+def test_backoff_doubles_up_to_its_cap_and_never_overflows():
+    # A streak can grow without end while old workers serve and their
+    # replacements keep failing; 2.0 ** 1024 alone would raise OverflowError.
+    assert [backoff(i) for i in range(4)] == pytest.approx([0.1, 0.2, 0.4, 0.8])
+    assert backoff(1024) == backoff(10**6) == BACKOFF_MAX
+
+
 def test_the_crash_streak_resets_after_a_quiet_spell():
     h = booted(workers=1)
     h.exit(1, -signal.SIGSEGV)

@@ -81,7 +81,8 @@ def http_date() -> str:
     if _date_cache[0] != now:
         _date_cache[1] = formatdate(now, usegmt=True)
         _date_cache[0] = now
-    return _date_cache[1]
+    date: str = _date_cache[1]
+    return date
 
 
 # Request header name -> environ key (None: dropped). Clients repeat the same
@@ -173,7 +174,8 @@ def make_environ(req: Request, base: dict[str, Any], peer: tuple[str, str]) -> d
 
 
 def target_is_absolute(head: Any) -> bool:
-    return head.target[0] != "/" and head.target != "*"
+    target: str = head.target
+    return target[0] != "/" and target != "*"
 
 
 class Exchange:

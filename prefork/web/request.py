@@ -288,6 +288,7 @@ class Request:
         """Host[:port] from X-Forwarded-Host (only if trusted), Host, or SERVER_NAME;
         DisallowedHost when it is not in ``allowed_hosts``."""
         env = self.environ
+        host: str
         if self.settings.use_x_forwarded_host and "HTTP_X_FORWARDED_HOST" in env:
             host = env["HTTP_X_FORWARDED_HOST"].split(",")[-1].strip()
         elif "HTTP_HOST" in env:
