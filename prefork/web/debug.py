@@ -44,7 +44,7 @@ def permission_denied(request: Request, exc: BaseException | None = None) -> Res
 
 
 def bad_request(request: Request, exc: BaseException | None = None) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPError) else 400
+    status = exc.status if isinstance(exc, HTTPError) else 400
     titles = {413: "Content Too Large", 400: "Bad Request"}
     return _page(titles.get(status, "Bad Request"),
                  "<p>The server could not understand the request.</p>", status)

@@ -1,9 +1,14 @@
 """Errors of the application layer.
 
 Every error a view or middleware may raise to mean "answer with this status"
-is an :class:`HTTPError` subclass carrying its ``status_code``; the handler
+is an :class:`HTTPError` subclass carrying its ``status``; the handler
 turns it into a response at the layer where it was raised, so outer
 middleware always see a response, never a traceback.
+
+``status`` is the name the protocol layer's errors (prefork.http.errors) use
+too, and the one ``Response(status=...)`` takes. ``status_code`` stays as an
+alias, for code written against the old name, and a subclass may still set
+``status_code`` instead.
 """
 
 from __future__ import annotations
@@ -14,19 +19,30 @@ from typing import Any
 class HTTPError(Exception):
     """Base for errors that map to one HTTP status; the message is log-safe."""
 
-    status_code = 500
+    status = 500
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass written against the old name: status_code = 418.
+        if "status_code" in cls.__dict__ and "status" not in cls.__dict__:
+            cls.status = cls.__dict__["status_code"]
+
+    @property
+    def status_code(self) -> int:
+        """The old name of ``status``."""
+        return self.status
 
 
 class BadRequest(HTTPError):
     """The client sent something we cannot interpret (400)."""
 
-    status_code = 400
+    status = 400
 
 
 class RequestDataTooBig(BadRequest):
     """A body, form or upload exceeded a configured size limit (413)."""
 
-    status_code = 413
+    status = 413
 
 
 class TooManyFieldsSent(BadRequest):
@@ -44,13 +60,13 @@ class DisallowedHost(BadRequest):
 class PermissionDenied(HTTPError):
     """The user may not do this (403)."""
 
-    status_code = 403
+    status = 403
 
 
 class Http404(HTTPError):
     """Nothing lives here (404)."""
 
-    status_code = 404
+    status = 404
 
 
 class Resolver404(Http404):

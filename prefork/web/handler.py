@@ -65,7 +65,7 @@ def response_for_exception(request: Request, exc: BaseException) -> Response:
             return _call_handler(settings.handler404, debug.page_not_found, request, exc)
         if isinstance(exc, PermissionDenied):
             return _call_handler(settings.handler403, debug.permission_denied, request, exc)
-        if isinstance(exc, HTTPError) and 400 <= exc.status_code < 500:
+        if isinstance(exc, HTTPError) and 400 <= exc.status < 500:
             logger.warning("bad request %s %s: %s", request.method, request.path, exc)
             return _call_handler(settings.handler400, debug.bad_request, request, exc)
         logger.error("internal server error %s %s", request.method, request.path,

@@ -28,7 +28,7 @@ from prefork.web import (
     path,
     require_http_methods,
 )
-from prefork.web.exceptions import BadRequest
+from prefork.web.exceptions import BadRequest, HTTPError, RequestDataTooBig
 
 HERE = Path(__file__).parent
 
@@ -179,6 +179,30 @@ def test_http404_from_view() -> None:
     def v(request: Any) -> Response:
         raise Http404("no such article")
     assert call(WSGIHandler(Settings(urlconf=[path("", v)])), "/").code == 404
+
+
+def test_app_errors_carry_status_like_protocol_errors_with_status_code_as_alias() -> None:
+    from prefork.http import errors as protocol
+    assert RequestDataTooBig("big").status == protocol.BodyTooLarge("big").status == 413
+    assert Http404().status_code == Http404.status == 404
+
+    class Teapot(BadRequest):       # written against the old name
+        status_code = 418
+
+    class Gone(HTTPError):
+        status = 410
+
+    def teapot(request: Any) -> Response:
+        raise Teapot("short and stout")
+
+    def gone(request: Any) -> Response:
+        raise Gone("moved on")
+
+    app = WSGIHandler(Settings(urlconf=[path("tea/", teapot), path("gone/", gone)]))
+    assert Teapot.status == Teapot("x").status_code == 418
+    assert call(app, "/tea/").code == 418
+    assert Gone("x").status_code == 410
+    assert call(app, "/gone/").code == 410
 
 
 def test_file_response_uses_file_wrapper_and_closes(tmp_path: Path) -> None:
