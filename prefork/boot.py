@@ -29,7 +29,7 @@ from .http.parser import Limits
 from .http.proxy import Forwarding, Networks, RequestIds
 from .log import dump_stacks_to_error_log
 from .scoreboard import Scoreboard, Slot
-from .supervisor import WORKER_BOOT_ERROR
+from .supervisor import BOOT_ERROR
 from .worker import Worker, WorkerSettings
 
 log = logging.getLogger("prefork.error")
@@ -112,7 +112,7 @@ def run_worker(boot: WorkerBoot) -> int:
     except (OSError, KeyError) as e:
         log.error("worker %d cannot switch to user %r / group %r: %s", os.getpid(),
                   cfg.user, cfg.group, e)
-        return WORKER_BOOT_ERROR
+        return BOOT_ERROR
     # The master asks for stacks with USR2 (request_timeout) and ABRT
     # (heartbeat timeout). faulthandler writes them from C, so they come out
     # even when the loop is stuck holding the GIL; to the error log, not fd 2
@@ -131,11 +131,11 @@ def run_worker(boot: WorkerBoot) -> int:
         except AppImportError as e:
             log.error("worker %d: %s", os.getpid(), e)
             slot.set_message(str(e))
-            return WORKER_BOOT_ERROR
+            return BOOT_ERROR
         except BaseException as e:
             log.exception("worker %d: the application failed to import", os.getpid())
             slot.set_message(f"{type(e).__name__}: {e}")
-            return WORKER_BOOT_ERROR
+            return BOOT_ERROR
     worker = Worker(app, boot.listeners, worker_settings(cfg), slot=slot,
                     parent_pid=boot.master_pid)
     worker.dump_signal = signal.SIGUSR2
@@ -164,7 +164,7 @@ def run_worker(boot: WorkerBoot) -> int:
         if problem:
             log.error("worker %d is not ready: %s", os.getpid(), problem)
             slot.set_message(problem)
-            return WORKER_BOOT_ERROR
+            return BOOT_ERROR
     if cfg.reload:      # development mode: watch the app's files (reloader.py)
         from .reloader import start_reloader
         start_reloader(cfg, boot.master_pid, boot.board)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import BY_GUNICORN_NAME, BY_NAME, SETTINGS, Config, ConfigError, Hook, Str
+from .hooks import HOOKS
 
 log = logging.getLogger("prefork.error")
 
@@ -362,6 +363,14 @@ def load_file(cfg: Config, location: str) -> None:
                 cfg.wsgi_app = str(value)
         elif key in BY_ONLY_NAME:
             implied.update(apply(BY_ONLY_NAME[key], value, f"{source}", cfg.warnings))
+        elif key.islower() and callable(value) and not isinstance(value, type):
+            # A function here is a hook or a helper; one named almost like a
+            # hook is a misspelt hook, which would otherwise never run.
+            close = _close_hook(key)
+            if close:
+                raise ConfigError(f"'{key}' ({source}) is not a hook, so it would never be "
+                                  f"called; did you mean '{close}'? (a helper function's "
+                                  f"name may start with _)")
         elif (key.islower() and not callable(value)
               and isinstance(value, int | float | str | list | tuple | dict)):
             close = _close_name(key)
@@ -373,6 +382,13 @@ def load_file(cfg: Config, location: str) -> None:
             cfg.set(name, value, source)
     for name, value in values.items():
         cfg.set(name, value, source)
+
+
+def _close_hook(key: str) -> str | None:
+    import difflib
+    names = [name for name in HOOKS if name != key]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def _close_name(key: str) -> str | None:

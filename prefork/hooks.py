@@ -14,15 +14,25 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .config import Config
 
 log = logging.getLogger("prefork.error")
 
+# Every hook's name. The server calls hooks by these names (``hooks.call(
+# "post_fork", ...)``), so mypy rejects a misspelt one; a misspelt one in the
+# configuration is an unknown setting, or, in a gunicorn file, an error that
+# names the closest hook.
+HookName = Literal[
+    "on_starting", "when_ready", "pre_fork", "post_fork", "post_worker_init",
+    "worker_int", "worker_abort", "pre_request", "post_request", "child_exit",
+    "worker_exit", "nworkers_changed", "on_reload", "on_exit",
+]
+
 # name -> what it is called with (for the docs)
-HOOKS: dict[str, str] = {
+HOOKS: dict[HookName, str] = {
     "on_starting": "(server) in the master, before the sockets are bound and workers forked",
     "when_ready": "(server) in the master, once every worker has booted",
     "pre_fork": "(server, worker) in the master, just before a worker is forked",
@@ -82,7 +92,7 @@ class Hooks:
     """The resolved hooks; ``hooks.call("post_fork", server, worker)``."""
 
     def __init__(self, cfg: Config):
-        self._fns: dict[str, Callable[..., Any]] = {}
+        self._fns: dict[HookName, Callable[..., Any]] = {}
         for name in HOOKS:
             try:
                 fn = resolve_hook(getattr(cfg, name))
@@ -91,11 +101,13 @@ class Hooks:
             if fn is not None:
                 self._fns[name] = fn
 
-    def get(self, name: str) -> Callable[..., Any] | None:
+    def get(self, name: HookName) -> Callable[..., Any] | None:
+        if name not in HOOKS:
+            raise KeyError(f"no hook is named {name!r}")
         return self._fns.get(name)
 
-    def call(self, name: str, *args: Any) -> None:
-        fn = self._fns.get(name)
+    def call(self, name: HookName, *args: Any) -> None:
+        fn = self.get(name)
         if fn is None:
             return
         try:

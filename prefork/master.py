@@ -60,7 +60,7 @@ from .metrics import ListenQueue, MetricsServer, MetricsView, WorkerSample, heal
 from .scoreboard import N_COUNTERS, Scoreboard, SlotView
 from .status import memory_rss, server_status
 from .supervisor import (
-    MASTER_BOOT_ERROR,
+    BOOT_ERROR,
     SIGNAL_NAMES,
     Ready,
     ReloadDone,
@@ -313,7 +313,7 @@ class Master:
                 # Still on the terminal: say it there too, not only in the file.
                 print(f"prefork: error: {message}", file=sys.stderr)
             report(self.daemon_pipe, f"prefork: error: {message}\n".encode())
-            return MASTER_BOOT_ERROR if isinstance(e, AppImportError) else 1
+            return BOOT_ERROR if isinstance(e, AppImportError) else 1
         sup = self.supervisor
         log.info("Master %d started: %d workers, %d threads each; CPUs: %s", self.pid,
                  self.wanted, self.cfg.threads, usable_cpus().describe())

@@ -58,8 +58,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("prefork.error")
 
-WORKER_BOOT_ERROR = 3       # a worker's exit status when the app cannot be loaded
-MASTER_BOOT_ERROR = 3       # the master's, when workers keep failing to boot
+# Exit status 3 has one meaning wherever it is used: the application could
+# not be booted. A worker exits with it when loading the app fails; the
+# master, when a preloaded app fails to import or workers keep failing to
+# boot. Either way it says "fix the code", not "the server crashed" (the
+# worker's value is gunicorn's, the master passes it on as gunicorn's does).
+BOOT_ERROR = 3
 KILL_GRACE = 2.0            # after ABRT or a missed graceful deadline, then KILL
 STACKS_GRACE = 0.5          # after USR2 (stacks), before ABRT
 # Retries after boot failures and after crashes wait backoff(n): 0.1 s
@@ -485,7 +489,7 @@ class Supervisor:
             # workers failing together is one failure, not one per worker.
             self.boot_failures += 1
         self.last_boot_error = f"worker {how} while booting"
-        if code == WORKER_BOOT_ERROR:
+        if code == BOOT_ERROR:
             self.last_boot_error = "the application failed to load (see the error above)"
         delay = backoff(self.boot_failures)
         if self.boot_failures >= self.cfg.max_boot_failures:
@@ -494,7 +498,7 @@ class Supervisor:
                 log.critical("Workers failed to boot %d times in a row (%s); stopping. "
                              "Fix the error and start again.", self.boot_failures,
                              self.last_boot_error)
-                self.exit_code = MASTER_BOOT_ERROR
+                self.exit_code = BOOT_ERROR
                 self.stop(True, now)
                 return
             # Replacements (a reload, max_requests, a crash) cannot boot, but

@@ -310,6 +310,31 @@ def test_file_warns_once_per_unsupported_name_and_suggests_for_typos(tmp_path):
     assert any("'workres' in" in w and "did you mean 'workers'?" in w for w in cfg.warnings)
 
 
+def test_file_with_a_misspelt_hook_is_an_error_naming_the_hook(tmp_path):
+    f = tmp_path / "g.py"
+    f.write_text("def post_fok(server, worker):\n    pass\n")
+    with pytest.raises(ConfigError, match=r"'post_fok' \(gunicorn file .*g.py\) is not a hook, "
+                                          r"so it would never be called; did you mean 'post_fork'\?"):
+        load_file(Config(), str(f))
+    # Helpers and real hooks are fine.
+    f.write_text("import os\ndef _post_fok(): pass\ndef number_of_workers(): return 2\n"
+                 "workers = number_of_workers()\ndef post_fork(server, worker): pass\n")
+    cfg = Config()
+    load_file(cfg, str(f))
+    assert cfg.workers == 2 and callable(cfg.post_fork) and cfg.warnings == []
+
+
+def test_hook_names_are_declared_once():
+    from typing import get_args
+
+    from prefork.hooks import HOOKS, HookName, Hooks
+    assert tuple(HOOKS) == get_args(HookName)
+    hooks = Hooks(Config())
+    with pytest.raises(KeyError, match="no hook is named 'post_fok'"):
+        hooks.call("post_fok")      # type: ignore[arg-type]
+    hooks.call("post_fork")         # none configured: nothing happens
+
+
 def test_file_refuses_what_would_change_what_clients_get(tmp_path):
     f = tmp_path / "g.py"
     f.write_text("certfile = '/etc/ssl/c.pem'\n")

@@ -19,12 +19,11 @@ from prefork.config import Config
 from prefork.scoreboard import BOOTING, READY, STOPPING, SlotView
 from prefork.supervisor import (
     BACKOFF_MAX,
+    BOOT_ERROR,
     CRASH_QUIET,
     FORK_RETRY,
     KILL_GRACE,
-    MASTER_BOOT_ERROR,
     STACKS_GRACE,
-    WORKER_BOOT_ERROR,
     Ready,
     ReloadDone,
     Signal,
@@ -173,7 +172,7 @@ def test_a_worker_that_does_not_boot_in_time_is_aborted_then_killed():
 def test_a_wave_of_boot_failures_counts_once_and_backs_off():
     h = Harness(workers=3, max_boot_failures=5)
     for n in (1, 2, 3):
-        h.exit(n, WORKER_BOOT_ERROR)
+        h.exit(n, BOOT_ERROR)
     assert h.sup.boot_failures == 1
     assert h.sup.spawn_after == pytest.approx(h.now + backoff(1))
     assert not h.spawns(h.tick(0.1))            # still backing off
@@ -185,11 +184,11 @@ def test_boot_failures_with_nothing_serving_stop_the_server_with_status_3():
     h = Harness(workers=1, max_boot_failures=3)
     for _ in range(3):
         (n,) = h.numbers(S.BOOTING)
-        out = h.exit(n, WORKER_BOOT_ERROR)
+        out = h.exit(n, BOOT_ERROR)
         if h.sup.stopping:
             break
         h.tick(BACKOFF_MAX)
-    assert h.sup.exit_code == MASTER_BOOT_ERROR
+    assert h.sup.exit_code == BOOT_ERROR
     assert Stopping(True) in out
     assert h.sup.done
 
@@ -201,7 +200,7 @@ def test_replacements_that_fail_to_boot_never_stop_the_healthy_workers():
     (spawn,) = h.spawns(out)
     assert h.sup.workers[1].state is S.REPLACED
     for _ in range(6):        # the replacement keeps failing: 3 x the limit
-        h.exit(spawn.number, WORKER_BOOT_ERROR)
+        h.exit(spawn.number, BOOT_ERROR)
         assert h.sup.workers[1].state is S.READY      # back to serving, not retired
         out = h.tick(BACKOFF_MAX)
         spawns = h.spawns(out)
@@ -522,7 +521,7 @@ def test_exits_are_counted_by_cause():
     assert nonzero(h) == {"max_requests": 1, "crash": 1}
     h.tick(5)
     (booting,) = h.numbers(S.BOOTING)
-    h.exit(booting, WORKER_BOOT_ERROR)          # its replacement fails to import
+    h.exit(booting, BOOT_ERROR)          # its replacement fails to import
     assert nonzero(h) == {"max_requests": 1, "crash": 1, "boot_failure": 1}
     h.tick(5)
     h.ready(*h.numbers(S.BOOTING))
