@@ -102,6 +102,18 @@ def _add_settings(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument(*flags, **kwargs)
 
 
+# The subcommands that ask a running master, by their control commands' names.
+REMOTE: dict[control.ControlCommand, str] = {
+    "stop": "stop the running server (gracefully unless --fast)",
+    "reload": "reload the configuration and the app (like HUP), and report whether the new "
+              "app booted",
+    "upgrade": "start a new master from the current code (like USR2)",
+    "status": "show the master and each worker",
+    "dump": "print every worker's threads, their stacks and the request each one serves, "
+            "without stopping anything",
+}
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="prefork", description="A production WSGI server.",
                     epilog="gunicorn's flags work too; docs/migrating.md maps each one.")
@@ -135,13 +147,7 @@ def build_parser() -> Parser:
     _add_settings(show)
     commands["print-config"] = show
 
-    for name, text in (("stop", "stop the running server (gracefully unless --fast)"),
-                       ("reload", "reload the configuration and the app (like HUP), and "
-                                  "report whether the new app booted"),
-                       ("upgrade", "start a new master from the current code (like USR2)"),
-                       ("status", "show the master and each worker"),
-                       ("dump", "print every worker's threads, their stacks and the request "
-                                "each one serves, without stopping anything")):
+    for name, text in REMOTE.items():
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         cmd.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
         for setting in ("control_socket", "pidfile"):
@@ -222,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(cfg, app_spec)
     if command == "print-config":
         return print_config(cfg, app_spec, bool(extra.get("json")))
-    return remote(command, cfg, extra)
+    return remote(control.command_named(command), cfg, extra)
 
 
 # gunicorn-only setting -> the flag messages name it by (its long one)
@@ -386,13 +392,13 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
-def remote(command: str, cfg: Config, extra: dict[str, Any]) -> int:
+def remote(command: control.ControlCommand, cfg: Config, extra: dict[str, Any]) -> int:
     ctl = cfg.control_socket
     try:
         if command == "stop":
             fast = bool(extra.get("fast"))
             try:
-                pid = control.request(ctl, {"cmd": "stop", "graceful": not fast}, 10)["pid"]
+                pid = control.request(ctl, "stop", 10, graceful=not fast)["pid"]
             except (ConnectionError, OSError):
                 pid = _signal_by_pidfile(cfg, signal.SIGQUIT if fast else signal.SIGTERM)
             if _wait_gone(pid, 5 if fast else cfg.graceful_timeout + 10):
@@ -403,7 +409,7 @@ def remote(command: str, cfg: Config, extra: dict[str, Any]) -> int:
         if command in ("reload", "upgrade"):
             try:
                 wait = cfg.upgrade_timeout if command == "upgrade" or cfg.preload else cfg.timeout
-                answer = control.request(ctl, {"cmd": command}, wait + 120)
+                answer = control.request(ctl, command, wait + 120)
             except (ConnectionError, OSError):
                 pid = _signal_by_pidfile(cfg, signal.SIGHUP if command == "reload" else signal.SIGUSR2)
                 print(f"prefork: sent {'HUP' if command == 'reload' else 'USR2'} to master {pid}; "
@@ -421,7 +427,7 @@ def remote(command: str, cfg: Config, extra: dict[str, Any]) -> int:
             return dump(ctl, extra)
         # status
         try:
-            answer = control.request(ctl, {"cmd": "status"}, 10)
+            answer = control.request(ctl, "status", 10)
         except (ConnectionError, OSError) as e:
             raise NoMaster(f"{e}; status needs the control socket") from None
         if extra.get("json"):
@@ -437,7 +443,7 @@ def remote(command: str, cfg: Config, extra: dict[str, Any]) -> int:
 def dump(ctl: str, extra: dict[str, Any]) -> int:
     from .dump import DUMP_WAIT, format_dump
     try:
-        answer = control.request(ctl, {"cmd": "dump"}, DUMP_WAIT + 10)
+        answer = control.request(ctl, "dump", DUMP_WAIT + 10)
     except (ConnectionError, OSError) as e:
         raise NoMaster(f"{e}; dump needs the control socket") from None
     if not answer.get("ok"):

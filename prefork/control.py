@@ -7,8 +7,10 @@ master became ready or died), so ``prefork reload`` can say *why* a reload
 failed. The socket is created with mode 0600 (``control_socket_mode``): it
 can stop the server.
 
-Commands: status, reload, upgrade, stop (``graceful``: bool), add_workers
-and remove_workers (``n``: int).
+The commands are ``COMMANDS``, declared once here: the master's handlers
+(``Master.CONTROL``), the ``prefork`` CLI's subcommands and ``request()`` all
+use these names, so mypy rejects a misspelt one, and the master answers an
+unknown one with the closest name.
 
 The master never waits on a client: requests are read without blocking as
 bytes arrive, in the master's own select loop, and a client that has not
@@ -19,6 +21,7 @@ dropped. A client trickling bytes therefore cannot freeze supervision
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -26,9 +29,41 @@ import socket
 import stat
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger("prefork.error")
+
+ControlCommand = Literal["status", "stop", "reload", "upgrade", "dump", "add_workers",
+                         "remove_workers"]
+
+# name -> what it does (and its arguments)
+COMMANDS: dict[ControlCommand, str] = {
+    "status": "the master's and every worker's state",
+    "stop": "stop the server; graceful: bool (default true)",
+    "reload": "reload the configuration and the app; answers once the canary is decided",
+    "upgrade": "start a new master from the current code; answers once it is ready or dead",
+    "dump": "every worker's threads, their stacks and the request each serves",
+    "add_workers": "run n: int (default 1) more workers",
+    "remove_workers": "run n: int (default 1) fewer workers, at least one",
+}
+# What a stopping server refuses (it would start something the stop then kills).
+REFUSED_WHILE_STOPPING: frozenset[ControlCommand] = frozenset(
+    {"reload", "upgrade", "add_workers", "remove_workers"})
+
+
+def command_named(name: str) -> ControlCommand:
+    """``name`` as a ControlCommand; ValueError (naming the closest) if it is none."""
+    for cmd in COMMANDS:
+        if cmd == name:
+            return cmd
+    raise ValueError(unknown_command(name))
+
+
+def unknown_command(cmd: str) -> str:
+    close = difflib.get_close_matches(cmd, list(COMMANDS), n=1)
+    return (f"unknown command {cmd!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+            + "; commands: " + ", ".join(COMMANDS))
+
 
 MAX_REQUEST = 4096
 READ_TIMEOUT = 2.0      # seconds a client has to send its request line
@@ -196,11 +231,14 @@ def _remove_if_stale(path: str) -> None:
     raise OSError(98, "another prefork master is using it")
 
 
-def request(path: str, command: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """The client's end: send one command, wait for its answer.
+def request(path: str, cmd: ControlCommand, timeout: float = 60.0,
+            **args: Any) -> dict[str, Any]:
+    """The client's end: send one command (with its ``args``), wait for its
+    answer.
 
     Raises ConnectionError when nobody listens on ``path``.
     """
+    command = {"cmd": cmd, **args}
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:

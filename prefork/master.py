@@ -43,14 +43,20 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from . import sockets
 from .app import AppImportError, find_django_project, load_app
 from .boot import WorkerBoot, run_worker, set_title
 from .cgroup import usable_cpus
 from .config import Config
-from .control import ControlClient, ControlServer
+from .control import (
+    REFUSED_WHILE_STOPPING,
+    ControlClient,
+    ControlCommand,
+    ControlServer,
+    unknown_command,
+)
 from .daemon import Pidfile, PidfileError, daemonize, report, user_ids
 from .dump import Dumps
 from .forksafe import before_fork
@@ -651,51 +657,74 @@ class Master:
 
     def _control_command(self, req: dict[str, Any], client: ControlClient) -> None:
         cmd = req["cmd"]
-        sup = self.supervisor
-        if self.stopping and cmd in ("reload", "upgrade", "add_workers", "remove_workers"):
+        handler = self.CONTROL.get(cmd)
+        if handler is None:
+            client.reply({"ok": False, "error": unknown_command(cmd)})
+            return
+        if self.stopping and cmd in REFUSED_WHILE_STOPPING:
             client.reply({"ok": False, "error": f"the server is stopping; {cmd} refused"})
             return
-        if cmd == "status":
-            assert self.board is not None
-            health = {"boot_failures": sup.boot_failures,
-                      "last_boot_error": sup.last_boot_error if sup.boot_failures else "",
-                      "crashes": sup.crashes,
-                      "last_crash": sup.last_crash,
-                      "last_crash_age": (round(time.monotonic() - sup.last_crash_at, 1)
-                                         if sup.crashes else None),
-                      "reload": _reload_status(sup)}
-            client.reply({"ok": True, **server_status(self.view(), self.started,
-                                                      list(sup.workers.values()), self.slots(),
-                                                      health)})
-        elif cmd == "stop":
-            client.reply({"ok": True, "pid": self.pid})
-            self.stop(graceful=bool(req.get("graceful", True)))
-        elif cmd == "reload":
-            if not self.reload(client):
-                client.reply({"ok": False, "error": "reload could not start (see the error log)"})
-        elif cmd == "upgrade":
-            self._start_upgrade()
-            if self.upgrade.in_progress:
-                self.upgrade.waiters.append(client)
-            else:
-                client.reply({"ok": False, "error": "upgrade could not start (see the error log)"})
-        elif cmd == "dump":
-            if not self.dumps.directory:
-                client.reply({"ok": False, "error": "dumps need the control socket's directory"})
-                return
-            live = {w.pid: w.number for w in sup.workers.values()
-                    if w.pid and w.state in DUMPABLE}
-            self.dumps.start(client, live, time.monotonic())
-        elif cmd in ("add_workers", "remove_workers"):
-            n = req.get("n", 1)
-            if not isinstance(n, int) or n < 1:
-                client.reply({"ok": False, "error": "n must be a positive integer"})
-                return
-            target = sup.wanted + n if cmd == "add_workers" else max(1, sup.wanted - n)
-            client.reply({"ok": True, "workers": sup.set_wanted(target)})
-            self._act()
+        handler(self, req, client)
+
+    def _control_status(self, req: dict[str, Any], client: ControlClient) -> None:
+        sup = self.supervisor
+        assert self.board is not None
+        health = {"boot_failures": sup.boot_failures,
+                  "last_boot_error": sup.last_boot_error if sup.boot_failures else "",
+                  "crashes": sup.crashes,
+                  "last_crash": sup.last_crash,
+                  "last_crash_age": (round(time.monotonic() - sup.last_crash_at, 1)
+                                     if sup.crashes else None),
+                  "reload": _reload_status(sup)}
+        client.reply({"ok": True, **server_status(self.view(), self.started,
+                                                  list(sup.workers.values()), self.slots(),
+                                                  health)})
+
+    def _control_stop(self, req: dict[str, Any], client: ControlClient) -> None:
+        client.reply({"ok": True, "pid": self.pid})
+        self.stop(graceful=bool(req.get("graceful", True)))
+
+    def _control_reload(self, req: dict[str, Any], client: ControlClient) -> None:
+        if not self.reload(client):
+            client.reply({"ok": False, "error": "reload could not start (see the error log)"})
+
+    def _control_upgrade(self, req: dict[str, Any], client: ControlClient) -> None:
+        self._start_upgrade()
+        if self.upgrade.in_progress:
+            self.upgrade.waiters.append(client)
         else:
-            client.reply({"ok": False, "error": f"unknown command {cmd!r}"})
+            client.reply({"ok": False, "error": "upgrade could not start (see the error log)"})
+
+    def _control_dump(self, req: dict[str, Any], client: ControlClient) -> None:
+        if not self.dumps.directory:
+            client.reply({"ok": False, "error": "dumps need the control socket's directory"})
+            return
+        live = {w.pid: w.number for w in self.supervisor.workers.values()
+                if w.pid and w.state in DUMPABLE}
+        self.dumps.start(client, live, time.monotonic())
+
+    def _control_scale(self, req: dict[str, Any], client: ControlClient) -> None:
+        sup = self.supervisor
+        n = req.get("n", 1)
+        if not isinstance(n, int) or n < 1:
+            client.reply({"ok": False, "error": "n must be a positive integer"})
+            return
+        target = sup.wanted + n if req["cmd"] == "add_workers" else max(1, sup.wanted - n)
+        client.reply({"ok": True, "workers": sup.set_wanted(target)})
+        self._act()
+
+    # Every command of control.COMMANDS, and its handler (a test checks that
+    # the two name the same commands).
+    CONTROL: ClassVar[dict[ControlCommand, Callable[[Master, dict[str, Any], ControlClient],
+                                                    None]]] = {
+        "status": _control_status,
+        "stop": _control_stop,
+        "reload": _control_reload,
+        "upgrade": _control_upgrade,
+        "dump": _control_dump,
+        "add_workers": _control_scale,
+        "remove_workers": _control_scale,
+    }
 
 
 # Workers that have their DUMP_SIGNAL handler: a real-time signal's default

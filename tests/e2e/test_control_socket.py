@@ -97,3 +97,27 @@ def test_a_program_the_app_starts_inherits_no_listener_and_the_port_is_free_afte
             s.listen()
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+def test_control_commands_are_declared_once():
+    from prefork.cli import REMOTE, build_parser
+    from prefork.control import COMMANDS
+    from prefork.master import Master
+    assert set(Master.CONTROL) == set(COMMANDS)
+    assert set(REMOTE) <= set(COMMANDS)
+    assert set(REMOTE) <= set(build_parser().commands)    # type: ignore[attr-defined]
+
+
+def test_an_unknown_command_is_answered_with_the_closest_name():
+    from prefork import control
+    with running("testapp:app", "--workers", "1") as srv:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(ctl_of(srv))
+        sock.sendall(b'{"cmd": "stauts"}\n')
+        answer = json.loads(sock.makefile("rb").readline())
+        sock.close()
+        assert answer["ok"] is False
+        assert answer["error"].startswith("unknown command 'stauts'; did you mean 'status'?")
+        assert control.request(ctl_of(srv), "add_workers", 10, n=1) == {"ok": True, "workers": 2}
+        assert control.request(ctl_of(srv), "status", 10)["ok"] is True

@@ -611,7 +611,7 @@ def test_a_stopping_server_refuses_reload_upgrade_and_more_workers(tmp_path):
             time.sleep(0.2)
         for cmd in ("reload", "upgrade", "add_workers"):
             try:
-                answer = control.request(ctl, {"cmd": cmd}, 5)
+                answer = control.request(ctl, cmd, 5)
             except ConnectionError:
                 continue        # the master may be gone already
             assert answer["ok"] is False and "stopping" in answer["error"], answer
@@ -628,11 +628,11 @@ def test_a_stopping_server_refuses_reload_upgrade_and_more_workers(tmp_path):
 def test_add_workers_is_capped_by_the_scoreboard():
     with running("testapp:app", "--workers", "1", "--threads", "1") as s:
         ctl = s.args[s.args.index("--control-socket") + 1]
-        answer = control.request(ctl, {"cmd": "add_workers", "n": 1000}, 10)
+        answer = control.request(ctl, "add_workers", 10, n=1000)
         assert answer == {"ok": True, "workers": 32}      # a 64-slot scoreboard, halved
         s.wait_for_log(r"Cannot run 1001 workers: at most 32")
         wait_until(lambda: len(workers_of(s)) == 32, timeout=40)
-        control.request(ctl, {"cmd": "remove_workers", "n": 31}, 10)
+        control.request(ctl, "remove_workers", 10, n=31)
         wait_until(lambda: len(workers_of(s)) == 1, timeout=30)
         assert "scoreboard is full" not in s.log
 
@@ -672,7 +672,7 @@ def test_replacements_that_cannot_boot_never_stop_healthy_workers(tmp_path):
             s.wait_for_log(r"failed to boot \d+ times in a row .*still serving", timeout=20)
             time.sleep(1)
             assert s.proc.poll() is None
-            status = control.request(ctl, {"cmd": "status"}, 5)
+            status = control.request(ctl, "status", 5)
             assert status["master"]["boot_failures"] >= 2
             assert "failed to load" in status["master"]["last_boot_error"]
             version.write_text("v3")
