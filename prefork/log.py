@@ -30,11 +30,10 @@ from typing import Any, NamedTuple, TextIO
 from .daemon import give_files_to
 from .threads import start_thread
 
-# The writer's wake-ups: 10 ms while lines come in. Every 50 ms, the log cost
-# 11.4% / 9.8% of hello-world throughput at 16 / 64 connections against 9.2%
-# / 5.2%: a batch of 2,800 lines at once evicts more of the request path from
-# the CPU caches.
-# 100 ms while idle, so that an idle worker hardly wakes.
+# The writer's wake-ups: 10 ms while lines come in, because a longer interval
+# makes batches large enough to evict the request path from the CPU caches
+# (docs/benchmarks.md, "Where the time goes", has the figures); 100 ms while
+# idle, so that an idle worker hardly wakes.
 FLUSH_INTERVAL = 0.01
 IDLE_FLUSH_INTERVAL = 0.1
 DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
@@ -177,10 +176,10 @@ class AccessLog:
 
     ``log(environ, status, length, headers, start, end)`` is what a request
     thread calls. It copies the few environ values the format reads into a
-    tuple (one compiled function, 0.13 us) and queues it; the environ and
-    the response headers go with the request: holding them in the queue
+    tuple (one compiled function) and queues it; the environ and the
+    response headers go with the request, because holding them in the queue
     until the writer's next turn, as the first version did, cost more than
-    the copy.
+    the copy (docs/benchmarks.md).
     """
 
     def __init__(self, target: str, fmt: str = DEFAULT_ACCESS_FORMAT):
@@ -368,7 +367,8 @@ def _compile(fmt: str, environ_value: Callable[[str, list[str]], str]) -> Compil
         parts.append(f"({_ENV_VALUE.sub(value, _expression(m.group(1)))})")
         pos = m.end()
     parts.append(repr(fmt[pos:].replace("%%", "%")))
-    # One join of a tuple: 0.8 us a line against 1.2 us for a chain of +.
+    # One join of a tuple, the cheaper of the two ways measured against a
+    # chain of + (docs/benchmarks.md).
     source = "lambda v, s, n, h, d, w: ''.join((" + ", ".join(parts) + ",))"
     namespace = {"_escape": _escape, "_clf_time": _clf_time, "_response_header": _response_header,
                  "_pid": os.getpid}

@@ -347,7 +347,8 @@ class RequestIds:
     when it is 1 to 200 visible ASCII characters; any other (from a client,
     or malformed) is replaced by one made here: a random prefix drawn when
     the worker starts, then a counter. Unique for the server's lifetime (48
-    random bits per worker), not a UUID, and cheap (~0.2 us)."""
+    random bits per worker), not a UUID, so that it costs next to nothing on
+    every request (docs/benchmarks.md)."""
 
     __slots__ = ("key", "prefix", "counter")
 
