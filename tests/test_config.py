@@ -168,6 +168,12 @@ def test_every_setting_has_a_declared_type_and_its_default_fits_it():
             assert s.default == "", s.name
 
 
+def test_no_setting_is_shadowed_by_a_config_method():
+    # Config reads settings through __getattr__, which a method of the same
+    # name (a setting called "source" or "update") would silently win over.
+    assert [s.name for s in SETTINGS if hasattr(Config, s.name)] == []
+
+
 def test_docs_migrating_md_gunicorn_map_is_current():
     from prefork.gunicorn_conf import update_migrating
     text = (ROOT / "docs" / "migrating.md").read_text()
