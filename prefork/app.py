@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 
 class AppImportError(Exception):
@@ -202,4 +202,4 @@ def load_app(spec: str | None) -> Callable[..., Any]:
         obj = obj(*call_args)
     if not callable(obj):
         raise AppImportError(f"{spec!r} is not callable (got {type(obj).__name__})")
-    return obj
+    return cast(Callable[..., Any], obj)

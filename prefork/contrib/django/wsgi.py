@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 
 def get_application(static: bool = False, insecure: bool = False) -> Callable[..., Any]:
@@ -23,7 +23,7 @@ def get_application(static: bool = False, insecure: bool = False) -> Callable[..
         from django.contrib.staticfiles.handlers import StaticFilesHandler
 
         app = StaticFilesHandler(app)
-    return app
+    return cast(Callable[..., Any], app)
 
 
 def static_files_served(insecure: bool = False) -> bool:
