@@ -251,6 +251,9 @@ def test_a_client_that_never_finishes_gets_408(monkeypatch):
             data = s.recv(4096)
             assert data.startswith(b"HTTP/1.1 408")
             assert time.monotonic() - start < 3
+        wait = time.monotonic() + 5     # the loop thread closes it on its next turn
+        while lp.server.clients and time.monotonic() < wait:
+            time.sleep(0.01)
         assert not lp.server.clients
     finally:
         lp.close()

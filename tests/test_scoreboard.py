@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import time
 
-from prefork.scoreboard import READ_PATIENCE, READY, Scoreboard, Slot
+from prefork.scoreboard import _OFF_SEQ, FREE, READ_PATIENCE, READY, STOPPING, Scoreboard, Slot
 
 READS = 100_000
 
@@ -68,6 +69,37 @@ def test_a_reader_never_sees_half_of_a_beat_or_a_message():
         os.waitpid(pid, 0)
     assert last > 1000 and gave_up < READS // 10, "the test proves nothing"
     assert torn == [], f"{len(torn)} torn reads of {READS}, e.g. {torn[:3]}"
+
+
+def test_the_count_never_goes_back_and_a_live_slot_never_looks_free():
+    # struct.pack_into zero-fills before it writes: a count read as 0 at
+    # both ends of a copy let torn copies through, and a state byte read as
+    # FREE (0) would let the master claim a live worker's slot.
+    board = Scoreboard(1)
+    board.claim(os.getpid(), 1, 1)
+    Slot(board, 0).set_state(READY)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            slot = Slot(board, 0)
+            while True:
+                slot.set_state(STOPPING)
+                slot.set_state(READY)
+        finally:
+            os._exit(0)
+    went_back = looked_free = 0
+    try:
+        last = 0
+        for _ in range(300_000):
+            (seq,) = struct.unpack_from("=Q", board.mem, _OFF_SEQ)
+            went_back += seq < last
+            last = seq
+            looked_free += board._state(0) == FREE
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert last > 10_000, "the writer did not run: the test proves nothing"
+    assert (went_back, looked_free) == (0, 0)
 
 
 def test_a_reader_of_a_slot_stuck_mid_write_returns_rather_than_hangs():
