@@ -64,6 +64,12 @@ class Parser(argparse.ArgumentParser):
 
 def _add_setting(parser: argparse._ActionsContainer, name: str) -> None:
     s = BY_NAME[name]
+    parser.add_argument(*s.flags, **setting_argument(s))
+
+
+def setting_argument(s: Setting) -> dict[str, Any]:
+    """argparse's add_argument() keywords for setting ``s`` (its flags aside):
+    also used by ``manage.py prefork``."""
     default = s.default_doc or repr(s.default)
     kwargs: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS,
                               "metavar": s.metavar or s.name.upper(),
@@ -77,7 +83,7 @@ def _add_setting(parser: argparse._ActionsContainer, name: str) -> None:
         del kwargs["metavar"]
     elif s.const is not None:
         kwargs.update(nargs="?", const=s.const)
-    parser.add_argument(*s.flags, **kwargs)
+    return kwargs
 
 
 def _add_settings(cmd: argparse.ArgumentParser) -> None:

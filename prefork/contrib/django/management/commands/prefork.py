@@ -33,7 +33,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from prefork.config import BY_NAME, Bool, Config, ConfigError, resolve, sections
+from prefork.cli import setting_argument
+from prefork.config import BY_NAME, Config, ConfigError, resolve, sections
 
 # prefork settings that Django's own options stand for.
 NOT_FLAGS = frozenset({"pythonpath"})
@@ -101,16 +102,7 @@ def watch_templates(cfg: Config) -> None:
 
 def _add_setting(parser: argparse._ActionsContainer, name: str) -> None:
     s = BY_NAME[name]
-    default = s.default_doc or repr(s.default)
-    kwargs: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS,
-                              "metavar": s.metavar or s.name.upper(),
-                              "help": f"{s.doc} [default: {default}; env {s.env}]".replace(
-                                  "%", "%%")}
-    if s.multiple:
-        kwargs["action"] = "append"
-    elif isinstance(s.type, Bool):
-        kwargs["action"] = argparse.BooleanOptionalAction
-        del kwargs["metavar"]
+    kwargs = setting_argument(s)
     flags = [s.flag] + ([s.short] if s.short else [])
     try:
         parser.add_argument(*flags, **kwargs)
