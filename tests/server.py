@@ -371,3 +371,20 @@ class LoadLoop:
         self._stop.set()
         for t in self._threads:
             t.join(15)
+
+
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]
+              ) -> tuple[bytes, str]:
+    """A multipart/form-data body of ``fields`` and ``files`` (name: (filename,
+    data, content type)), and its Content-Type."""
+    boundary = "----preforkBoundary7MA4YWxkTrZu0gW"
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     .encode() + value.encode() + b"\r\n")
+    for name, (filename, data, ctype) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'.encode()
+                     + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import psutil
-from server import ROOT, HTTPReader, Response, ServerProcess
+from server import ROOT, HTTPReader, Response, ServerProcess, multipart
 
 DJANGO_DIR = ROOT / "examples" / "django_site"
 ADMIN_USER, ADMIN_PASSWORD = "admin", "prefork-e2e-password"
@@ -130,18 +130,3 @@ class Client:
                        files: dict[str, tuple[str, bytes, str]]) -> Response:
         body, ctype = multipart(fields, files)
         return self.request("POST", path, body, {"Content-Type": ctype})
-
-
-def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]
-              ) -> tuple[bytes, str]:
-    boundary = "----preforkDjangoBoundary0c7d3a"
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                     .encode() + value.encode() + b"\r\n")
-    for name, (filename, data, ctype) in files.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-                     f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'.encode()
-                     + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from server import LISTEN_RE, ROOT, HTTPReader, Response, get, request, running
+from server import LISTEN_RE, ROOT, HTTPReader, Response, get, multipart, request, running
 
 EXAMPLES = ROOT / "examples"
 DJANGO_DIR = EXAMPLES / "django_site"
@@ -90,20 +90,6 @@ def send_chunked_upload(srv, path: str, body: bytes) -> Response:
             s.sendall(payload[off:off + step])
             time.sleep(0.02)
         return reader.read_response()
-
-
-def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
-    boundary = "----preforkBoundary7MA4YWxkTrZu0gW"
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                     .encode() + value.encode() + b"\r\n")
-    for name, (filename, data, ctype) in files.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-                     f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'.encode()
-                     + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def assert_length_framed(r: Response) -> None:
