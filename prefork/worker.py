@@ -570,13 +570,10 @@ class Worker:
                     oldest = item[0]
                     oldest_req = f"{item[1].method} {item[1].target}"
         totals = [sum(column) for column in zip(*self.counts, strict=True)]
-        self.slot.beat(now, sum(totals[C_STATUS:C_STATUS + 6]), in_flight, oldest, oldest_req,
+        # Requests that reached the application (every status class, and
+        # none), and of those the 5xx (a reload's canary is judged by them).
+        self.slot.beat(now, sum(totals[C_STATUS:C_METHOD]), in_flight, oldest, oldest_req,
                        totals[C_STATUS + 4], len(self.conns), totals)
-
-    @property
-    def requests(self) -> int:
-        """Requests that reached the application."""
-        return sum(sum(row[C_STATUS:C_STATUS + 6]) for row in self.counts)
 
     def _begin_graceful_stop(self) -> None:
         grace = time.monotonic() + STOP_GRACE
