@@ -21,7 +21,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from . import __version__, container, control, systemd
+from . import container, control, systemd
+from ._version import __version__
 from .config import (
     BY_NAME,
     SETTINGS,

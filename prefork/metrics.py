@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from . import __version__
+from ._version import __version__
 from .scoreboard import (
     C_ACCEPTED,
     C_BYTES_IN,
