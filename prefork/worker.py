@@ -74,8 +74,8 @@ from dataclasses import dataclass, field
 from queue import SimpleQueue
 from typing import Any
 
-from .http.connection import HTTPConnection, Request
-from .http.errors import ClientGone, HTTPError, InternalError, RequestTimeout
+from .http.connection import BufferedRequest, HTTPConnection
+from .http.errors import ClientGone, InternalError, RequestError, RequestTimeout
 from .http.parser import Limits
 from .http.proxy import Forwarding, Networks, ProxyError, RequestIds, parse_proxy_header
 from .http.wsgi import Exchange, base_environ, error_response, make_environ, run_app
@@ -119,9 +119,9 @@ BEAT_INTERVAL = 0.2
 BACKLOG_CHECK = 0.01
 # A thread that has answered a kept-alive request on the worker's only
 # connection waits this long (ms) for the client's next request itself: that
-# saves the trip through epoll and the loop thread (+30% req/s for a single
-# hello-world client). With more connections, threads waking on their own
-# would fight over the GIL, and the loop, which reads many at once, wins.
+# saves the trip through epoll and the loop thread (docs/benchmarks.md has
+# the gain). With more connections, threads waking on their own would fight
+# over the GIL, and the loop, which reads many at once, wins.
 NEXT_REQUEST_WAIT_MS = 1
 # A failure that can repeat for every client (a full disk, no descriptors
 # left) is logged in full at most once per this many seconds (LogEvery).
@@ -285,7 +285,7 @@ class ConnState(enum.IntEnum):
     a pool thread in OWNED, the loop (armed in epoll) in every other one but
     CLOSED, so a connection is never touched by two threads at once."""
 
-    NEW = 0         # accepted; its first request not complete yet (Worker.fresh counts these)
+    NEW = 0         # accepted; its first request not complete yet (Worker.unread counts these)
     READING = 1     # a later request partly received: its head or its body
     IDLE = 2        # kept alive between two requests, nothing buffered
     OWNED = 3       # a complete request is with the pool: queued, served, answered
@@ -297,8 +297,21 @@ class ConnState(enum.IntEnum):
 
 C = ConnState
 # The members as plain module globals: on the request path, ``ConnState.X``
-# costs an attribute lookup on the enum class (~100 ns in 3.11), a global ~10.
+# costs an attribute lookup on the enum class, a global lookup a tenth of it.
 NEW, READING, IDLE, OWNED, DRAINING, LINGERING, CLOSED, PROXY = ConnState
+
+
+class Phase(enum.Enum):
+    """Where the worker is in its life (the same words as the master's
+    ServerState). Only :meth:`Worker.stop` moves it, and only forward:
+    RUNNING -> GRACEFUL_STOP -> FAST_STOP, or RUNNING -> FAST_STOP."""
+
+    RUNNING = "running"               # accepting and answering
+    GRACEFUL_STOP = "graceful stop"   # no new connections; every request sent is answered
+    FAST_STOP = "fast stop"           # close everything now
+
+
+RUNNING, GRACEFUL_STOP, FAST_STOP = Phase
 
 
 def _mask(*states: ConnState) -> int:
@@ -380,20 +393,20 @@ class Worker:
         self.conns: dict[int, Conn] = {}
         self.budget = MemoryBudget(s.buffer_memory) if s.buffer_memory else None
         self.handlers: dict[int, Any] = {}
-        self.queue: SimpleQueue[tuple[Conn, Request] | None] = SimpleQueue()
+        self.queue: SimpleQueue[tuple[Conn, BufferedRequest] | None] = SimpleQueue()
         # Requests read and not yet handed to the pool (see _dispatch).
-        self.ready: list[tuple[Conn, Request]] = []
+        self.ready: list[tuple[Conn, BufferedRequest]] = []
         self.lock = threading.Lock()
         self.busy = 0
-        # Connections accepted whose first request has not been read yet:
-        # work on its way, which a burst of connections is shared out by.
-        self.fresh = 0
+        # Connections accepted whose first request has not been read yet
+        # (NEW and PROXY): work on its way, which a burst of connections is
+        # shared out by.
+        self.unread = 0
         self.accepting = False
         self.accept_paused_until = 0.0   # listeners out of epoll until then (out of fds)
         self._accept_failures = LogEvery()
         self._proxy_refusals = LogEvery()
-        self.stopping = False
-        self.fast_stop = False
+        self.phase = RUNNING
         self.now = time.monotonic()
         self.ep: Any = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -421,13 +434,21 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------
 
     def stop(self, graceful: bool = True) -> None:
-        self.stopping = True
+        """Begin a graceful stop (or a fast one). Any thread, or a signal
+        handler: it sets the phase and wakes the loop, which does the rest."""
         if not graceful:
-            self.fast_stop = True
+            self.phase = FAST_STOP
+        elif self.phase is RUNNING:
+            self.phase = GRACEFUL_STOP
         try:
             self._wake_w.send(b"x")
         except OSError:
             pass
+
+    def stop_requested(self) -> bool:
+        """True once a stop has begun: every answer from then on says
+        ``Connection: close`` (the Exchange asks, when its head goes out)."""
+        return self.phase is not RUNNING
 
     def install_signals(self) -> None:
         """TERM: graceful stop; INT/QUIT: fast stop. Main thread only."""
@@ -458,7 +479,7 @@ class Worker:
         try:
             http.receive(raw)
             req = http.next_request()
-        except HTTPError as e:
+        except RequestError as e:
             return f"ready_path {path!r} is not a valid request target: {e}"
         assert req is not None
         sink = _Sink()
@@ -507,7 +528,7 @@ class Worker:
             while True:
                 if self.ready:
                     self._dispatch()
-                saturated = self.busy >= threads and not self.stopping
+                saturated = self.busy >= threads and self.phase is RUNNING
                 events = ep.poll(BACKLOG_CHECK if saturated else SWEEP_INTERVAL)
                 self.now = now = time.monotonic()
                 for fd, _ in events:
@@ -530,8 +551,8 @@ class Worker:
                             log.exception("unexpected error accepting connections")
                     else:
                         self._drain_wakeups()
-                if self.stopping:
-                    if self.fast_stop:
+                if self.phase is not RUNNING:
+                    if self.phase is FAST_STOP:
                         break
                     if stop_deadline is None:
                         stop_deadline = now + s.graceful_timeout
@@ -602,14 +623,15 @@ class Worker:
             self.slot.set_state(STOPPING)
 
     def _shutdown(self) -> None:
-        if not self.fast_stop:
+        fast = self.phase is FAST_STOP
+        if not fast:
             self._dispatch()
         for _ in self._threads:
             self.queue.put(None)
         for conn in list(self.conns.values()):
-            if conn.state is not OWNED or self.fast_stop:
+            if conn.state is not OWNED or fast:
                 self._close(conn)
-        deadline = time.monotonic() + (0.5 if self.fast_stop else 2.0)
+        deadline = time.monotonic() + (0.5 if fast else 2.0)
         for t in self._threads:
             t.join(max(deadline - time.monotonic(), 0))
         self._beat(time.monotonic())     # the last counts, for the master's totals
@@ -632,7 +654,7 @@ class Worker:
         accepting is not paused). With ``rejoin``, a listener already in
         epoll is registered again, which moves this worker to the back of
         the listener's wait queue (see _accept). Lock held."""
-        want = (not self.stopping and self.busy < self.settings.threads
+        want = (self.phase is RUNNING and self.busy < self.settings.threads
                 and len(self.conns) < self.settings.max_connections
                 and not self.accept_paused_until)
         if want == self.accepting and not (want and rejoin):
@@ -654,14 +676,14 @@ class Worker:
     def _accept(self, lst: Listener, limit: int = 0) -> None:
         """Accept what is waiting, up to ``limit`` connections. By default
         that is 64 for a lone worker; with several, as many as there are idle
-        threads, less the fresh connections whose first request is still on
+        threads, less the new connections whose first request is still on
         its way: a burst of connections (a proxy's pool, a load test) is then
         shared out, the next arrivals waking another worker, instead of taken
         whole by the first worker awake. That matters because kept-alive
         connections stay where they were accepted."""
         s = self.settings
         if not limit:
-            limit = max(1, s.threads - self.busy - self.fresh) if s.multiprocess else 64
+            limit = max(1, s.threads - self.busy - self.unread) if s.multiprocess else 64
         for _ in range(limit):
             if len(self.conns) >= s.max_connections:
                 break
@@ -693,7 +715,7 @@ class Worker:
             elif s.forwarding is not None:
                 conn.trusted = s.forwarding.trusted.trusts(peer[0])
             self.conns[conn.fd] = conn
-            self.fresh += 1
+            self.unread += 1
             # The request often arrives with the connection: try it at once.
             try:
                 self._read(conn)
@@ -785,7 +807,7 @@ class Worker:
         if not _NEXT[old] >> state & 1:
             raise AssertionError(f"connection state {old.name} -> {state.name}")
         if old is NEW or (old is PROXY and state is not NEW):
-            self.fresh -= 1     # only the loop owns a NEW connection: no race
+            self.unread -= 1    # only the loop owns a NEW connection: no race
         if state is OWNED:
             conn.body_since = 0.0
         conn.state = state
@@ -827,7 +849,7 @@ class Worker:
         try:
             http.receive(data)      # feeds a body under way: may raise too
             req = http.next_request()
-        except HTTPError as e:
+        except RequestError as e:
             self._reject(conn, e)
             return
         if req is None:
@@ -855,8 +877,7 @@ class Worker:
         thread needs the GIL, so each accept() or recv() the loop made after
         waking it would let the thread in and then wait to get the GIL back
         (the convoy effect). Batching by the pool's size keeps the threads fed
-        while the loop reads on. Against one put per request it measured
-        +6-10% req/s for hello at 16-256 connections, with a lower p99."""
+        while the loop reads on (docs/benchmarks.md has the measurement)."""
         put = self.queue.put
         for item in self.ready:
             put(item)
@@ -890,7 +911,7 @@ class Worker:
         elif http.idle:     # a request answered: kept alive
             state = IDLE
             conn.deadline = now + s.keepalive
-            if self.stopping:
+            if self.phase is not RUNNING:
                 state = DRAINING
                 conn.deadline = min(conn.deadline, now + STOP_GRACE)
         elif new_request:
@@ -924,14 +945,27 @@ class Worker:
             except OSError:
                 pass
 
-    def _reject(self, conn: Conn, err: HTTPError) -> None:
-        """Answer a protocol error and close without losing the answer."""
+    def _reject(self, conn: Conn, err: RequestError, counts: list[int] | None = None) -> None:
+        """Answer a request that cannot be served (``err``) and close the
+        connection without losing the answer: the one way the worker answers
+        an error of its own, from the loop or from a pool thread.
+
+        The loop passes no ``counts`` (it counts in its own row) and sends
+        once, without waiting: the answer is short, and the loop never waits
+        on one client. A pool thread passes its row and writes through the
+        connection's writer, which waits out a full socket buffer (a large
+        response just before) up to write_timeout."""
         log.debug("rejected request from %s: %s", conn.peer[0], err)
-        self.loop_counts[_REJECT_COLUMN.get(err.status, _REJECTED["error"])] += 1
+        row = self.loop_counts if counts is None else counts
+        row[_REJECT_COLUMN.get(err.status, _REJECTED["error"])] += 1
         self._drop_request(conn)
+        answer = error_response(err.status, err.reason, err.detail)
         try:
-            conn.sock.send(error_response(err.status, err.reason, err.detail))
-        except OSError:
+            if counts is None:
+                conn.sock.send(answer)
+            else:
+                conn.writer.write(answer)
+        except (OSError, ClientGone):
             self._close(conn)
             return
         self._linger(conn)
@@ -1026,27 +1060,28 @@ class Worker:
                     if not self.accepting:
                         self._update_accepting()
 
-    def _serve(self, conn: Conn, req: Request, index: int) -> None:
+    def _serve(self, conn: Conn, req: BufferedRequest, index: int) -> None:
         app = self.app
         http = conn.http
         current = self.current
         counts = self.counts[index]
         access_log = self.access_log
         request_ids = self.settings.request_ids
+        must_close = self.stop_requested
         while True:
             head = req.head
             start = time.monotonic()
             current[index] = (start, head)
             exchange = Exchange(conn.writer, head.method, head.version,
-                                head.keep_alive, self)
+                                head.keep_alive, must_close)
             environ = make_environ(req, conn.base, conn.peer)
             if conn.trusted:
                 try:
                     self.settings.forwarding.apply(environ)  # type: ignore[union-attr]
-                except HTTPError as e:
+                except RequestError as e:
                     req.body.close()
                     current[index] = None
-                    self._reject_from_thread(conn, e, index)
+                    self._reject(conn, e, counts)
                     return
             if request_ids is not None:
                 request_ids.assign(environ, conn.trusted)
@@ -1084,14 +1119,13 @@ class Worker:
                 nxt = http.next_request()
                 if nxt is None and self._await_next(conn, counts):
                     nxt = http.next_request()
-            except HTTPError as e:
-                self._reject_from_thread(conn, e, index)
+            except RequestError as e:
+                self._reject(conn, e, counts)
                 return
             except Exception:
                 log.exception("error reading a pipelined request from %s; answering 500",
                               conn.peer[0] or "a unix socket peer")
-                self._reject_from_thread(
-                    conn, InternalError("the server failed to read the request"), index)
+                self._reject(conn, InternalError("the server failed to read the request"), counts)
                 return
             if nxt is None:
                 break
@@ -1104,7 +1138,7 @@ class Worker:
         next request in this thread. True when bytes arrived (already fed to
         the parser); anything else (no bytes in time, end of file, an error)
         is left for the loop to find."""
-        if len(self.conns) != 1 or self.stopping:
+        if len(self.conns) != 1 or self.phase is not RUNNING:
             return False
         poller = select.poll()
         poller.register(conn.fd, select.POLLIN)
@@ -1125,13 +1159,3 @@ class Worker:
             hook(self.hook_view, *args)
         except Exception:
             log.exception("a request hook raised; carrying on")
-
-    def _reject_from_thread(self, conn: Conn, err: HTTPError, index: int) -> None:
-        self.counts[index][_REJECT_COLUMN.get(err.status, _REJECTED["error"])] += 1
-        self._drop_request(conn)
-        try:
-            conn.writer.write(error_response(err.status, err.reason, err.detail))
-        except ClientGone:
-            self._close(conn)
-            return
-        self._linger(conn)

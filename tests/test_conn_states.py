@@ -1,5 +1,5 @@
 """The worker's connection lifecycle (prefork.worker.ConnState): which state
-may follow which, and the bookkeeping done on the way (the count of fresh
+may follow which, and the bookkeeping done on the way (the count of unread
 connections, the body clock). End to end, the same paths are exercised by
 tests/e2e/test_http_e2e.py and tests/hostile/."""
 
@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from prefork.worker import ARMED, Conn, ConnState, Worker, WorkerSettings
+from prefork.worker import ARMED, Conn, ConnState, Phase, Worker, WorkerSettings
 
 pytestmark = pytest.mark.timeout(10)
 C = ConnState
@@ -21,21 +21,21 @@ def worker_and_conn():
     worker = Worker(lambda e, s: [], [], WorkerSettings(threads=1))
     conn = Conn(a, ("", ""), {}, worker.settings, 0.0)
     worker.conns[conn.fd] = conn
-    worker.fresh = 1
+    worker.unread = 1
     yield worker, conn
     a.close()
     b.close()
 
 
-def test_a_request_takes_a_new_connection_to_the_pool_and_out_of_the_fresh_count(worker_and_conn):
+def test_a_request_takes_a_new_connection_to_the_pool_and_out_of_the_unread_count(worker_and_conn):
     worker, conn = worker_and_conn
     conn.body_since = 5.0
     worker._enter(conn, C.OWNED)
-    assert conn.state is C.OWNED and worker.fresh == 0 and conn.body_since == 0.0
+    assert conn.state is C.OWNED and worker.unread == 0 and conn.body_since == 0.0
     worker._enter(conn, C.IDLE)
     worker._enter(conn, C.READING)
     worker._enter(conn, C.OWNED)
-    assert worker.fresh == 0
+    assert worker.unread == 0
 
 
 @pytest.mark.parametrize("path", [
@@ -63,13 +63,24 @@ def test_a_graceful_stop_drains_idle_connections_and_leaves_the_rest(worker_and_
     a, b = socket.socketpair()
     busy = Conn(a, ("", ""), {}, worker.settings, 0.0)
     worker.conns[busy.fd] = busy
-    worker.fresh += 1
+    worker.unread += 1
     worker._enter(busy, C.OWNED)
-    worker.stopping = True
+    worker.stop()
     worker.ep = None
     worker._update_accepting = lambda rejoin=False: None     # no epoll in this test
     worker._begin_graceful_stop()
-    assert conn.state is C.DRAINING and worker.fresh == 0
+    assert conn.state is C.DRAINING and worker.unread == 0
     assert busy.state is C.OWNED       # answered first; its grace starts then
     a.close()
     b.close()
+
+
+def test_a_stop_only_moves_the_worker_forward():
+    worker = Worker(lambda e, s: [], [], WorkerSettings(threads=1))
+    assert worker.phase is Phase.RUNNING and not worker.stop_requested()
+    worker.stop(graceful=True)
+    assert worker.phase is Phase.GRACEFUL_STOP and worker.stop_requested()
+    worker.stop(graceful=False)
+    assert worker.phase is Phase.FAST_STOP
+    worker.stop(graceful=True)       # a TERM after INT does not slow the stop down
+    assert worker.phase is Phase.FAST_STOP

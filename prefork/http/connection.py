@@ -30,8 +30,10 @@ from .parser import (
 )
 
 
-class Request:
-    """A complete request: its head and its whole body as a readable file."""
+class BufferedRequest:
+    """A complete request as the loop buffered it, before a thread sees it:
+    its parsed head and its whole body as a readable file. (The app layer's
+    request object is :class:`prefork.web.Request`, built from the environ.)"""
 
     __slots__ = ("head", "body", "body_length")
 
@@ -130,7 +132,7 @@ class HTTPConnection:
 
     Call :meth:`receive` with each chunk read from the socket, then
     :meth:`next_request` until it returns None (more bytes needed). Any
-    :class:`~prefork.http.errors.HTTPError` it raises means the connection must
+    :class:`~prefork.http.errors.RequestError` it raises means the connection must
     be answered with that status and closed.
 
     Cost: every byte is scanned a bounded number of times whatever the pieces
@@ -185,7 +187,7 @@ class HTTPConnection:
         else:
             self.buf += data        # in place: a head in many pieces is not recopied
 
-    def next_request(self) -> Request | None:
+    def next_request(self) -> BufferedRequest | None:
         head = self._head
         if head is None:
             buf = self.buf
@@ -214,9 +216,9 @@ class HTTPConnection:
                     # The common case: the whole body (often none) is here.
                     if length:
                         self.buf = rest[length:]
-                        req = Request(head, io.BytesIO(rest[:length]), length)
+                        req = BufferedRequest(head, io.BytesIO(rest[:length]), length)
                     else:
-                        req = Request(head, io.BytesIO(), 0)
+                        req = BufferedRequest(head, io.BytesIO(), 0)
                     if self._held:
                         self._account(refuse=False)
                     return req
@@ -237,7 +239,7 @@ class HTTPConnection:
         body = self._body
         assert body is not None
         self._head = self._body = None
-        req = Request(head, body.finish(), body.size)
+        req = BufferedRequest(head, body.finish(), body.size)
         if self._held:
             self._account(refuse=False)
         return req

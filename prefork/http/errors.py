@@ -15,8 +15,11 @@ class ClientGone(Exception):
     an application error, and gets a 500."""
 
 
-class HTTPError(Exception):
-    """A request that cannot be served. ``status``/``reason`` go on the wire."""
+class RequestError(Exception):
+    """A request that cannot be served, raised by the protocol layer: the
+    parser, the connection, the proxy headers. ``status``/``reason`` go on
+    the wire. (An application's own errors are
+    :class:`prefork.web.HTTPError`, turned into responses by the app layer.)"""
 
     status = 400
     reason = "Bad Request"
@@ -29,11 +32,11 @@ class HTTPError(Exception):
         return f"{self.status} {self.reason}: {self.detail}"
 
 
-class BadRequest(HTTPError):
+class BadRequest(RequestError):
     status, reason = 400, "Bad Request"
 
 
-class RequestTimeout(HTTPError):
+class RequestTimeout(RequestError):
     """A head or body that did not arrive within its deadline."""
 
     status, reason = 408, "Request Timeout"
@@ -42,40 +45,40 @@ class RequestTimeout(HTTPError):
         super().__init__(detail)
 
 
-class BodyTooLarge(HTTPError):
+class BodyTooLarge(RequestError):
     status, reason = 413, "Content Too Large"
 
 
-class URITooLong(HTTPError):
+class URITooLong(RequestError):
     status, reason = 414, "URI Too Long"
 
 
-class ExpectationFailed(HTTPError):
+class ExpectationFailed(RequestError):
     status, reason = 417, "Expectation Failed"
 
 
-class HeadersTooLarge(HTTPError):
+class HeadersTooLarge(RequestError):
     status, reason = 431, "Request Header Fields Too Large"
 
 
-class NotImplementedCoding(HTTPError):
+class NotImplementedCoding(RequestError):
     """A transfer coding or method feature this server does not implement."""
 
     status, reason = 501, "Not Implemented"
 
 
-class InternalError(HTTPError):
+class InternalError(RequestError):
     """The server failed while reading the request (a full or missing
     upload directory, a bug): the request cannot be served."""
 
     status, reason = 500, "Internal Server Error"
 
 
-class ServiceUnavailable(HTTPError):
+class ServiceUnavailable(RequestError):
     """The server is out of a shared resource (request buffer memory)."""
 
     status, reason = 503, "Service Unavailable"
 
 
-class VersionNotSupported(HTTPError):
+class VersionNotSupported(RequestError):
     status, reason = 505, "HTTP Version Not Supported"

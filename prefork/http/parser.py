@@ -10,7 +10,7 @@ clocks, so every rule can be tested on byte strings and fuzzed. Two parts:
   follow it (the next pipelined request).
 
 Everything that is not plainly valid is refused with a typed
-:class:`~prefork.http.errors.HTTPError`: strictness is what closes the request
+:class:`~prefork.http.errors.RequestError`: strictness is what closes the request
 smuggling holes (conflicting Content-Length/Transfer-Encoding, obs-fold, bare
 CR/LF) that lenient servers have had.
 """
@@ -25,8 +25,8 @@ from .errors import (
     BodyTooLarge,
     ExpectationFailed,
     HeadersTooLarge,
-    HTTPError,
     NotImplementedCoding,
+    RequestError,
     URITooLong,
     VersionNotSupported,
 )
@@ -50,6 +50,9 @@ _FIELD_LINE = re.compile(rb"(" + _TCHAR + rb"++):[ \t]*+([^\x00-\x08\x0a-\x1f\x7
 # The same, on the head decoded as latin-1 (one character per byte, so every
 # class means what it means on bytes): one decode per head, not two per line.
 _FIELD_LINE_STR = re.compile(_FIELD_LINE.pattern.decode("latin-1"))
+# A whole token, on text (a transfer coding here; a response header name an
+# application gives, in wsgi.py).
+TOKEN = re.compile(_TCHAR.decode("latin-1") + "++")
 # Header names whose values steer framing and connection handling.
 _FRAMING_NAMES = frozenset(("host", "content-length", "transfer-encoding", "connection", "expect"))
 # Fields RFC 9110 defines as singletons that a server or an application acts
@@ -172,7 +175,7 @@ def parse_head(block: bytes, limits: Limits) -> RequestHead:
     """Parse one header block (request line to the blank line, CRLFs included).
 
     Returns the head with its framing (``content_length``/``chunked``),
-    ``keep_alive`` and ``expect_continue`` decided. Raises an HTTPError subclass
+    ``keep_alive`` and ``expect_continue`` decided. Raises an RequestError subclass
     for anything RFC 9112 does not allow or a limit refuses.
     """
     end = block.find(b"\r\n")
@@ -285,7 +288,7 @@ def parse_head(block: bytes, limits: Limits) -> RequestHead:
         for coding in codings[:-1]:
             if coding == "chunked":
                 raise BadRequest("chunked applied more than once")
-            if _TOKEN_STR.fullmatch(coding) is None:
+            if TOKEN.fullmatch(coding) is None:
                 raise BadRequest("malformed Transfer-Encoding")
             raise NotImplementedCoding(f"transfer coding {coding!r} is not supported")
         head.chunked = True
@@ -315,9 +318,6 @@ def parse_head(block: bytes, limits: Limits) -> RequestHead:
             raise ExpectationFailed(f"unsupported expectation {expect!r}")
         head.expect_continue = version == "HTTP/1.1"
     return head
-
-
-_TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]++")
 
 
 class LengthReader:
@@ -367,7 +367,7 @@ class ChunkedReader:
         self._fields = min(limits.fields, MAX_TRAILER_FIELDS)
 
     def _take_line(self, data: bytes, pos: int, maxlen: int,
-                   error: type[HTTPError] = BadRequest) -> tuple[bytes | None, int]:
+                   error: type[RequestError] = BadRequest) -> tuple[bytes | None, int]:
         """Collect one CRLF-ended line starting at ``pos``; (None, len) while partial.
 
         A line split over many feeds is collected in a bytearray, so feeding

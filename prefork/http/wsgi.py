@@ -28,13 +28,14 @@ from email.utils import formatdate
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote_to_bytes
 
-from .connection import Request
+from .._version import __version__
+from .connection import BufferedRequest
 from .errors import ClientGone
+from .parser import TOKEN
 
 log = logging.getLogger("prefork.error")
 
 _STATUS = re.compile(r"[1-9][0-9][0-9](?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 # Hop-by-hop headers are the server's business (PEP 3333); an app's
 # "Connection: close" is still honoured as a wish to close.
@@ -112,8 +113,6 @@ def _environ_key(name: str) -> str | None:
 def base_environ(server_name: str, server_port: str, root_path: str = "",
                  multiprocess: bool = False, url_scheme: str = "http") -> dict[str, Any]:
     """The environ keys that are the same for every request on one listener."""
-    from prefork import __version__
-
     return {
         "SERVER_NAME": server_name,
         "SERVER_PORT": server_port,
@@ -130,7 +129,7 @@ def base_environ(server_name: str, server_port: str, root_path: str = "",
     }
 
 
-def make_environ(req: Request, base: dict[str, Any], peer: tuple[str, str]) -> dict[str, Any]:
+def make_environ(req: BufferedRequest, base: dict[str, Any], peer: tuple[str, str]) -> dict[str, Any]:
     """The PEP 3333 environ for ``req``: native (latin-1) strings throughout."""
     head = req.head
     env = base.copy()
@@ -183,12 +182,15 @@ class Exchange:
 
     __slots__ = ("transport", "method", "version", "keep_alive", "status", "headers",
                  "head_sent", "chunked", "remaining", "no_body", "close_delimited",
-                 "bytes_sent", "code", "server")
+                 "bytes_sent", "code", "must_close")
 
     def __init__(self, transport: Transport, method: str, version: str, keep_alive: bool,
-                 server: Any = None):
+                 must_close: Callable[[], bool] | None = None):
         self.transport = transport
-        self.server = server      # anything with a ``stopping`` flag, read when the head goes out
+        # Asked when the head goes out: True turns a kept-alive answer into
+        # "Connection: close" (the worker is stopping). The protocol layer
+        # knows nothing of workers; this is all it is told.
+        self.must_close = must_close
         self.method = method
         self.version = version
         self.keep_alive = keep_alive
@@ -220,7 +222,7 @@ class Exchange:
             if type(item) is not tuple or len(item) != 2:
                 raise TypeError(f"response header {item!r} is not a (name, value) tuple")
             name, value = item
-            if type(name) is not str or _TOKEN.fullmatch(name) is None:
+            if type(name) is not str or TOKEN.fullmatch(name) is None:
                 raise ValueError(f"invalid response header name {name!r}")
             if type(value) is not str or _FIELD_VALUE.fullmatch(value) is None:
                 raise ValueError(f"invalid value for response header {name!r}: {value!r}")
@@ -281,7 +283,7 @@ class Exchange:
         else:
             self.close_delimited = True
             self.keep_alive = False
-        if self.keep_alive and self.server is not None and self.server.stopping:
+        if self.keep_alive and self.must_close is not None and self.must_close():
             self.keep_alive = False
         if not self.keep_alive:
             lines.append("Connection: close\r\n\r\n")

@@ -9,8 +9,8 @@ import stat
 import pytest
 
 from prefork.http import connection as connection_mod
-from prefork.http.connection import BodyBuffer, HTTPConnection, Request
-from prefork.http.errors import BadRequest, BodyTooLarge, HTTPError
+from prefork.http.connection import BodyBuffer, BufferedRequest, HTTPConnection
+from prefork.http.errors import BadRequest, BodyTooLarge, RequestError
 from prefork.http.parser import Limits
 
 GET = b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -21,23 +21,23 @@ EXPECT = (b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
           b"Expect: 100-continue\r\n\r\n")
 
 
-def drain(conn: HTTPConnection) -> list[Request]:
+def drain(conn: HTTPConnection) -> list[BufferedRequest]:
     out = []
     while (req := conn.next_request()) is not None:
         out.append(req)
     return out
 
 
-def feed(conn: HTTPConnection, pieces) -> list[Request]:
+def feed(conn: HTTPConnection, pieces) -> list[BufferedRequest]:
     """Feed pieces the way the worker does: receive, then drain complete requests."""
-    out: list[Request] = []
+    out: list[BufferedRequest] = []
     for piece in pieces:
         conn.receive(piece)
         out += drain(conn)
     return out
 
 
-def summary(reqs: list[Request]) -> list[tuple[str, str, bytes, int]]:
+def summary(reqs: list[BufferedRequest]) -> list[tuple[str, str, bytes, int]]:
     return [(r.head.method, r.head.path, r.body.read(), r.body_length) for r in reqs]
 
 
@@ -318,7 +318,7 @@ def test_chunked_error_in_a_later_receive_surfaces():
     conn.receive(POST_CHUNKED[:POST_CHUNKED.index(b"\r\n\r\n") + 4])
     assert conn.next_request() is None
     assert conn.waiting_for_body
-    with pytest.raises(HTTPError) as err:
+    with pytest.raises(RequestError) as err:
         conn.receive(b"zz\r\n")
         conn.next_request()
     assert err.value.status == 400

@@ -14,8 +14,8 @@ from prefork.http.errors import (
     BodyTooLarge,
     ExpectationFailed,
     HeadersTooLarge,
-    HTTPError,
     NotImplementedCoding,
+    RequestError,
     URITooLong,
     VersionNotSupported,
 )
@@ -43,12 +43,12 @@ def head_of(raw: bytes, limits: Limits | None = None) -> RequestHead:
 
 
 def status_of(raw: bytes, limits: Limits | None = None) -> int | None:
-    """The status of the HTTPError the connection raises for ``raw``, or None."""
+    """The status of the RequestError the connection raises for ``raw``, or None."""
     conn = HTTPConnection(limits or Limits())
     conn.receive(raw)
     try:
         conn.next_request()
-    except HTTPError as e:
+    except RequestError as e:
         return e.status
     return None
 
@@ -66,7 +66,7 @@ def get(target: bytes = b"/", headers: bytes = b"Host: a\r\n", version: bytes = 
 ])
 def test_every_rejection_is_a_typed_error_with_its_status(cls, status):
     err = cls("detail for the log")
-    assert isinstance(err, HTTPError)
+    assert isinstance(err, RequestError)
     assert err.status == status
     assert str(err).startswith(f"{status} ")
     assert err.detail == "detail for the log"

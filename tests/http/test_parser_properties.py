@@ -1,7 +1,7 @@
 """Property tests of the sans-I/O HTTP layer (hypothesis).
 
 1. Any valid request, split at random byte boundaries, parses as when fed whole.
-2. Random bytes and mutated valid requests only ever raise HTTPError subclasses.
+2. Random bytes and mutated valid requests only ever raise RequestError subclasses.
 3. The head of any valid request agrees with the stdlib's parsers
    (http.client.parse_headers / email, and http.server's request line).
 """
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prefork.http.connection import HTTPConnection
-from prefork.http.errors import HTTPError
+from prefork.http.errors import RequestError
 from prefork.http.parser import ChunkedReader, Limits
 
 SETTINGS = settings(max_examples=200, deadline=None,
@@ -193,7 +193,7 @@ def test_valid_request_fed_byte_by_byte_parses_as_when_whole(spec):
     assert parse_all([spec.wire[i:i + 1] for i in range(len(spec.wire))], 8) == whole
 
 
-# --- 2. nothing but HTTPError ----------------------------------------------
+# --- 2. nothing but RequestError ----------------------------------------------
 
 SMALL = Limits(request_line=64, fields=4, field_size=64, body=256)
 
@@ -205,7 +205,7 @@ def feed_everything(pieces: list[bytes], limits: Limits) -> None:
             conn.receive(piece)
             while (req := conn.next_request()) is not None:
                 assert len(req.body.read()) == req.body_length
-    except HTTPError as e:
+    except RequestError as e:
         assert e.status in (400, 413, 414, 417, 431, 501, 505)
     finally:
         conn.close()
@@ -258,7 +258,7 @@ def test_chunked_reader_on_random_bytes_raises_only_http_errors(pieces):
             assert all(type(p) is bytes for p in out)
             if rest is not None:
                 break
-    except HTTPError as e:
+    except RequestError as e:
         assert e.status in (400, 413, 431)
 
 

@@ -11,7 +11,7 @@ from wsgiref.validate import validator
 
 import pytest
 
-from prefork.http.connection import HTTPConnection, Request
+from prefork.http.connection import BufferedRequest, HTTPConnection
 from prefork.http.errors import ClientGone
 from prefork.http.parser import Limits
 from prefork.http.wsgi import (
@@ -94,7 +94,7 @@ def dechunk(data: bytes) -> bytes:
         pos += size + 2
 
 
-def request(raw: bytes) -> Request:
+def request(raw: bytes) -> BufferedRequest:
     conn = HTTPConnection(Limits())
     conn.receive(raw)
     req = conn.next_request()
@@ -106,15 +106,11 @@ def environ_for(raw: bytes, root_path: str = "") -> dict:
     return make_environ(request(raw), base_environ("example.org", "8080", root_path), PEER)
 
 
-class Stopping:
-    stopping = True
-
-
-def run(app, raw: bytes = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", transport=None, server=None):
+def run(app, raw: bytes = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", transport=None, must_close=None):
     transport = transport if transport is not None else FakeTransport()
     req = request(raw)
     environ = make_environ(req, base_environ("example.org", "8080"), PEER)
-    exchange = Exchange(transport, req.head.method, req.head.version, req.head.keep_alive, server)
+    exchange = Exchange(transport, req.head.method, req.head.version, req.head.keep_alive, must_close)
     keep = run_app(app, environ, exchange)
     return keep, transport, exchange
 
@@ -418,9 +414,15 @@ def test_app_connection_close_is_honoured():
 
 
 def test_stopping_server_closes_the_connection():
-    keep, t, _ = run(simple_app(), server=Stopping())
+    keep, t, _ = run(simple_app(), must_close=lambda: True)
     assert keep is False
     assert Response(t.wire).get("Connection") == "close"
+
+
+def test_a_server_not_stopping_keeps_the_connection():
+    keep, t, _ = run(simple_app(), must_close=lambda: False)
+    assert keep is True
+    assert Response(t.wire).get("Connection") is None
 
 
 def test_write_callable_goes_out_before_the_iterable():
