@@ -10,8 +10,9 @@ import signal
 import time
 
 import pytest
-from chaos_kit import ChaosLoad, chaos_server
-from server import wait_until, workers_of
+
+from tests.chaos.chaos_kit import ChaosLoad, chaos_server
+from tests.server import wait_until, workers_of
 
 
 @pytest.mark.timeout(60)

@@ -13,8 +13,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import web_mw_spec
-from web_helpers import build_environ, call
 
 from prefork.web import (
     FileResponse,
@@ -29,8 +27,11 @@ from prefork.web import (
     require_http_methods,
 )
 from prefork.web.exceptions import BadRequest, HTTPError, RequestDataTooBig
+from tests.web import web_mw_spec
+from tests.web.web_helpers import build_environ, call
 
-HERE = Path(__file__).parent
+# The Django side runs as tests.web.<module>, from the repository root.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_ours(trace: list[str]) -> WSGIHandler:
@@ -42,8 +43,8 @@ def build_ours(trace: list[str]) -> WSGIHandler:
 
 @pytest.fixture(scope="module")
 def django_trace() -> dict[str, list[str]]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, str(HERE / "web_django_mw.py")], env=env,
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "tests.web.web_django_mw"], env=env,
                          capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 

@@ -18,11 +18,12 @@ settings.configure(ROOT_URLCONF="web_mw_root", DEBUG=False, ALLOWED_HOSTS=["*"],
 django.setup()
 logging.disable(logging.CRITICAL)
 
-import web_mw_spec  # noqa: E402
 from django.core.exceptions import MiddlewareNotUsed, PermissionDenied  # noqa: E402
 from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 from django.http import HttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
+
+from tests.web import web_mw_spec  # noqa: E402
 
 trace: list[str] = []
 fw = SimpleNamespace(Response=HttpResponse, MiddlewareNotUsed=MiddlewareNotUsed,
