@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.e2e.test_metrics_e2e import fetch, metrics_port
+from tests.e2e.test_metrics import fetch, metrics_port
 from tests.server import ROOT, get, running
 
 pytestmark = pytest.mark.timeout(60)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.hostile.hostile_kit import HELLO, assert_serving, exchange, parallel, timed
+from tests.hostile.kit import HELLO, assert_serving, exchange, parallel, timed
 from tests.server import running, workers_of
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.hostile.hostile_kit import HELLO, assert_serving, exchange
+from tests.hostile.kit import HELLO, assert_serving, exchange
 from tests.server import HTTPReader, running, workers_of
 
 pytestmark = pytest.mark.timeout(60)

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.hostile.hostile_kit import HELLO, exchange
+from tests.hostile.kit import HELLO, exchange
 from tests.server import running, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.hostile.hostile_kit import assert_serving
+from tests.hostile.kit import assert_serving
 from tests.server import HTTPReader, running, workers_of
 
 pytestmark = pytest.mark.timeout(60)

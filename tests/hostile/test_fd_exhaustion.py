@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from tests.hostile.hostile_kit import HELLO, exchange
+from tests.hostile.kit import HELLO, exchange
 from tests.server import HTTPReader, ServerProcess, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)

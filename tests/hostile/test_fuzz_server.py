@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.hostile.hostile_kit import assert_serving
+from tests.hostile.kit import assert_serving
 from tests.server import running, workers_of
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))

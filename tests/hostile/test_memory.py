@@ -18,7 +18,7 @@ import pytest
 
 from prefork.http.connection import HTTPConnection
 from prefork.http.parser import Limits
-from tests.hostile.hostile_kit import HELLO, assert_serving, exchange
+from tests.hostile.kit import HELLO, assert_serving, exchange
 from tests.server import HTTPReader, running, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.hostile.hostile_kit import assert_serving, exchange, parallel
+from tests.hostile.kit import assert_serving, exchange, parallel
 from tests.server import running, workers_of
 
 pytestmark = pytest.mark.timeout(60)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.chaos_kit import ChaosLoad, chaos_server
+from tests.chaos.kit import ChaosLoad, chaos_server
 from tests.server import wait_until
 
 

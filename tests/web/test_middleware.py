@@ -19,7 +19,7 @@ from prefork.web import (
     include,
     path,
 )
-from tests.web.web_helpers import call
+from tests.web.helpers import call
 
 
 def page(request: Any) -> Response:

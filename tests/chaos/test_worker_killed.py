@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.chaos.chaos_kit import ChaosLoad, chaos_server
+from tests.chaos.kit import ChaosLoad, chaos_server
 from tests.server import wait_until, workers_of
 
 # The kernel closes a killed process's sockets once it has been scheduled to

@@ -24,7 +24,7 @@ from django.urls import (  # noqa: E402
     reverse,
 )
 
-from tests.web import web_url_spec as spec  # noqa: E402
+from tests.web import url_spec as spec  # noqa: E402
 
 register_converter(spec.FourDigitYear, "yyyy")
 register_converter(spec.EvenInt, "even")

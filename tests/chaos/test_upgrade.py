@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from tests.chaos.chaos_kit import ChaosLoad, chaos_server
+from tests.chaos.kit import ChaosLoad, chaos_server
 from tests.server import HTTPReader, wait_until
 
 

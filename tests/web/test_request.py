@@ -11,7 +11,7 @@ import pytest
 
 from prefork.web import JsonResponse, Request, Settings, WSGIHandler, path
 from prefork.web.exceptions import BadRequest
-from tests.web.web_helpers import build_environ, call
+from tests.web.helpers import build_environ, call
 
 B = "XyZbound"
 

@@ -15,7 +15,7 @@ from collections import Counter
 import psutil
 import pytest
 
-from tests.chaos.chaos_kit import ChaosLoad, chaos_server
+from tests.chaos.kit import ChaosLoad, chaos_server
 from tests.server import HTTPReader, ServerProcess, wait_until, workers_of
 
 

@@ -6,7 +6,7 @@ import json
 import os
 
 from prefork.demo import app, application
-from tests.web.web_helpers import call
+from tests.web.helpers import call
 
 
 def test_home_shows_pid_and_counts_requests() -> None:
