@@ -2,7 +2,7 @@
 
 For each event, each server is started afresh (2 workers, 4 threads, the
 app of ``tests/apps/chaosapp.py``), put under the load of
-``tests/chaos/chaos_kit.py`` (client threads, kept-alive and
+``tests/chaos/kit.py`` (client threads, kept-alive and
 connection-per-request, GET and POST of varied sizes, every body checked,
 no retries), and the event happens while the load runs:
 
@@ -44,9 +44,10 @@ import psutil
 from bench.compare import free_port, machine, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
-# The load and the app live with the chaos tests; import them by plain name.
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "apps"), str(ROOT / "tests" / "chaos")]
-from chaos_kit import ChaosLoad, LoadStats, group_members  # noqa: E402
+# The load lives with the chaos tests (the tests package, found from the root
+# like bench); the app it imports by its plain name, as the servers know it.
+sys.path.insert(0, str(ROOT / "tests" / "apps"))
+from tests.chaos.kit import ChaosLoad, LoadStats, group_members  # noqa: E402
 
 DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- reliability:begin -->", "<!-- reliability:end -->"

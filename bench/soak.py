@@ -1,7 +1,7 @@
 """A long run under load with periodic reloads, watching for leaks.
 
 A server (prefork by default) serves ``tests/apps/chaosapp.py`` under the
-load of ``tests/chaos/chaos_kit.py`` for ``--minutes`` and gets a HUP every
+load of ``tests/chaos/kit.py`` for ``--minutes`` and gets a HUP every
 ``--hup-every`` seconds. Every ``--sample-every`` seconds the run records, for
 the master and summed over its workers (the whole process group), the
 resident memory, the open file descriptors (``/proc/PID/fd``) and the threads

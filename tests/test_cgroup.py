@@ -7,10 +7,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from server import ServerProcess
 
 from prefork import config
 from prefork.cgroup import CpuLimit, Quota, affinity_cpus, cpu_quota, usable_cpus
+from tests.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(30)
 

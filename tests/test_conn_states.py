@@ -1,7 +1,7 @@
 """The worker's connection lifecycle (prefork.worker.ConnState): which state
 may follow which, and the bookkeeping done on the way (the count of unread
 connections, the body clock). End to end, the same paths are exercised by
-tests/e2e/test_http_e2e.py and tests/hostile/."""
+tests/e2e/test_http.py and tests/hostile/."""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ def test_a_reload_that_moves_the_access_log_gives_the_new_file(tmp_path):
     import tempfile
     import time
 
-    from server import ROOT, get, running
+    from tests.server import ROOT, get, running
     try:
         probe = subprocess.run([sys.executable, "-c", "import hashlib, prefork"], cwd="/",
                                env={"PYTHONPATH": str(ROOT)}, capture_output=True,

@@ -16,7 +16,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import psutil
-from server import ROOT, HTTPReader, Response, ServerProcess, multipart
+
+from tests.server import ROOT, HTTPReader, Response, ServerProcess, multipart
 
 DJANGO_DIR = ROOT / "examples" / "django_site"
 ADMIN_USER, ADMIN_PASSWORD = "admin", "prefork-e2e-password"

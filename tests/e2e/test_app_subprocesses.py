@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from server import get, running
+
+from tests.server import get, running
 
 pytestmark = pytest.mark.timeout(60)
 

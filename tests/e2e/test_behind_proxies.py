@@ -25,7 +25,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from server import ROOT, HTTPReader, running, workers_of
+
+from tests.server import ROOT, HTTPReader, running, workers_of
 
 DOC = ROOT / "docs" / "proxies.md"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)

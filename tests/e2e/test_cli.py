@@ -15,7 +15,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from server import ROOT, get, running
+
+from tests.server import ROOT, get, running
 
 APPS = ROOT / "tests" / "apps"
 ENV = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{APPS}")

@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from server import ROOT, ServerProcess, get, wait_until, workers_of
+
+from tests.server import ROOT, ServerProcess, get, wait_until, workers_of
 
 APPS = ROOT / "tests" / "apps"
 ENV = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{APPS}")

@@ -12,7 +12,8 @@ import sys
 import time
 
 import pytest
-from server import ServerProcess, get, running, wait_until, workers_of
+
+from tests.server import ServerProcess, get, running, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from django_kit import (
+
+from prefork.config import BY_NAME
+from tests.e2e.django_kit import (
     ADMIN_PASSWORD,
     ADMIN_USER,
     DJANGO_DIR,
@@ -31,9 +33,7 @@ from django_kit import (
     manage_prefork,
     migrate,
 )
-from server import ROOT, HTTPReader, get, running, wait_until, workers_of
-
-from prefork.config import BY_NAME
+from tests.server import ROOT, HTTPReader, get, running, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django_kit import ADMIN_PASSWORD, ADMIN_USER, manage_prefork, migrate
+
+from tests.e2e.django_kit import ADMIN_PASSWORD, ADMIN_USER, manage_prefork, migrate
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -8,7 +8,8 @@ import sys
 import threading
 
 import pytest
-from server import LoadLoop, ServerProcess, get, running, wait_until, workers_of
+
+from tests.server import LoadLoop, ServerProcess, get, running, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from server import LISTEN_RE, ROOT, HTTPReader, Response, get, multipart, request, running
+
+from tests.server import LISTEN_RE, ROOT, HTTPReader, Response, get, multipart, request, running
 
 EXAMPLES = ROOT / "examples"
 DJANGO_DIR = EXAMPLES / "django_site"

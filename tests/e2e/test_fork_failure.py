@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from server import ServerProcess, get, wait_until, workers_of
+
+from tests.server import ServerProcess, get, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

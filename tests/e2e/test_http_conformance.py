@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from server import HTTPReader, request, running
+
+from tests.server import HTTPReader, request, running
 
 pytestmark = pytest.mark.timeout(60)
 

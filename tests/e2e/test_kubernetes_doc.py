@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from server import ROOT, get, running
-from test_metrics_e2e import fetch, metrics_port
+
+from tests.e2e.test_metrics import fetch, metrics_port
+from tests.server import ROOT, get, running
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from server import get, request, running
+
+from tests.server import get, request, running
 
 NOBODY = pwd.getpwnam("nobody").pw_uid
 NOGROUP = grp.getgrnam("nogroup").gr_gid

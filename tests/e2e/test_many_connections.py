@@ -10,7 +10,8 @@ import resource
 import time
 
 import pytest
-from server import HTTPReader, LoadLoop, get, running
+
+from tests.server import HTTPReader, LoadLoop, get, running
 
 
 def _room_for(n: int) -> bool:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from server import HTTPReader, LoadLoop, ServerProcess, get, running, wait_until, workers_of
 
 from prefork import control
+from tests.server import HTTPReader, LoadLoop, ServerProcess, get, running, wait_until, workers_of
 
 
 def test_forks_the_configured_number_of_workers_and_spreads_connections():

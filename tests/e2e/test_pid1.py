@@ -22,7 +22,8 @@ from contextlib import contextmanager
 
 import psutil
 import pytest
-from server import ROOT, HTTPReader, ServerProcess, get, wait_until
+
+from tests.server import ROOT, HTTPReader, ServerProcess, get, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

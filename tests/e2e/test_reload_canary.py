@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from server import LoadLoop, ServerProcess, get, running, wait_until, workers_of
+
+from tests.server import LoadLoop, ServerProcess, get, running, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from server import ROOT, ServerProcess, get, running
+
+from tests.server import ROOT, ServerProcess, get, running
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from server import ROOT, HTTPReader, ServerProcess, get, running, wait_until
 
 from prefork import systemd
 from prefork.systemd import ActivationError, Systemd
+from tests.server import ROOT, HTTPReader, ServerProcess, get, running, wait_until
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 ANALYZE = shutil.which("systemd-analyze")

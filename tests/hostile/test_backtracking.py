@@ -10,8 +10,9 @@ measured as a ratio against the same traffic made benign, in the same test.
 from __future__ import annotations
 
 import pytest
-from hostile_kit import HELLO, assert_serving, exchange, parallel, timed
-from server import running, workers_of
+
+from tests.hostile.kit import HELLO, assert_serving, exchange, parallel, timed
+from tests.server import running, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

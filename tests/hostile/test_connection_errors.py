@@ -11,8 +11,9 @@ import socket
 import time
 
 import pytest
-from hostile_kit import HELLO, assert_serving, exchange
-from server import HTTPReader, running, workers_of
+
+from tests.hostile.kit import HELLO, assert_serving, exchange
+from tests.server import HTTPReader, running, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,8 +14,9 @@ import subprocess
 import sys
 
 import pytest
-from hostile_kit import HELLO, exchange
-from server import running, wait_until, workers_of
+
+from tests.hostile.kit import HELLO, exchange
+from tests.server import running, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from hostile_kit import assert_serving
-from server import HTTPReader, running, workers_of
+
+from tests.hostile.kit import assert_serving
+from tests.server import HTTPReader, running, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

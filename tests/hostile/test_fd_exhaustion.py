@@ -12,8 +12,9 @@ import time
 
 import psutil
 import pytest
-from hostile_kit import HELLO, exchange
-from server import HTTPReader, ServerProcess, wait_until, workers_of
+
+from tests.hostile.kit import HELLO, exchange
+from tests.server import HTTPReader, ServerProcess, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,10 +20,11 @@ import re
 import socket
 
 import pytest
-from hostile_kit import assert_serving
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from server import running, workers_of
+
+from tests.hostile.kit import assert_serving
+from tests.server import running, workers_of
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 pytestmark = pytest.mark.timeout(max(120, EXAMPLES // 2))

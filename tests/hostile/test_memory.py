@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile_kit import HELLO, assert_serving, exchange
-from server import HTTPReader, running, wait_until, workers_of
 
 from prefork.http.connection import HTTPConnection
 from prefork.http.parser import Limits
+from tests.hostile.kit import HELLO, assert_serving, exchange
+from tests.server import HTTPReader, running, wait_until, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from hostile_kit import assert_serving, exchange, parallel
-from server import running, workers_of
+
+from tests.hostile.kit import assert_serving, exchange, parallel
+from tests.server import running, workers_of
 
 pytestmark = pytest.mark.timeout(60)
 

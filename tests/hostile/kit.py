@@ -13,7 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from server import HTTPReader, Response, ServerProcess, workers_of
+from tests.server import HTTPReader, Response, ServerProcess, workers_of
 
 HELLO = b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 

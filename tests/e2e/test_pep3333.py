@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from server import HTTPReader, request, running
+
+from tests.server import HTTPReader, request, running
 
 CASES = [
     (b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", "GET", 200),

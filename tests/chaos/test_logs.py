@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from chaos_kit import ChaosLoad, chaos_server
-from server import wait_until
+
+from tests.chaos.kit import ChaosLoad, chaos_server
+from tests.server import wait_until
 
 
 def _lines(path: Path) -> int:

@@ -18,16 +18,17 @@ settings.configure(ROOT_URLCONF="web_mw_root", DEBUG=False, ALLOWED_HOSTS=["*"],
 django.setup()
 logging.disable(logging.CRITICAL)
 
-import web_mw_spec  # noqa: E402
 from django.core.exceptions import MiddlewareNotUsed, PermissionDenied  # noqa: E402
 from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 from django.http import HttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from tests.web import mw_spec  # noqa: E402
+
 trace: list[str] = []
 fw = SimpleNamespace(Response=HttpResponse, MiddlewareNotUsed=MiddlewareNotUsed,
                      PermissionDenied=PermissionDenied, path=path)
-middleware, urlpatterns = web_mw_spec.build(fw, trace)
+middleware, urlpatterns = mw_spec.build(fw, trace)
 root = types.ModuleType("web_mw_root")
 root.urlpatterns = urlpatterns  # type: ignore[attr-defined]
 sys.modules["web_mw_root"] = root
@@ -39,7 +40,7 @@ settings.MIDDLEWARE = [f"web_mw_classes.{cls.__name__}" for cls in middleware]
 
 handler = WSGIHandler()
 results = {"init": list(trace)}
-for p in web_mw_spec.PATHS:
+for p in mw_spec.PATHS:
     trace.clear()
     environ = {"PATH_INFO": p, "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO()}
     setup_testing_defaults(environ)

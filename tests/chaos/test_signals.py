@@ -1,5 +1,5 @@
 """Signals under load: reload (HUP), scale (TTIN/TTOU) and recycling
-(max_requests), each while :class:`chaos_kit.ChaosLoad` clients verify every
+(max_requests), each while :class:`tests.chaos.kit.ChaosLoad` clients verify every
 response. The promise tested is the one docs/reliability.md makes: none of
 these loses a request, and no client that does not retry sees an error.
 """
@@ -10,8 +10,9 @@ import signal
 import time
 
 import pytest
-from chaos_kit import ChaosLoad, chaos_server
-from server import wait_until, workers_of
+
+from tests.chaos.kit import ChaosLoad, chaos_server
+from tests.server import wait_until, workers_of
 
 
 @pytest.mark.timeout(60)

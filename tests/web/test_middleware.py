@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from web_helpers import call
 
 from prefork.web import (
     STANDARD_MIDDLEWARE,
@@ -20,6 +19,7 @@ from prefork.web import (
     include,
     path,
 )
+from tests.web.helpers import call
 
 
 def page(request: Any) -> Response:

@@ -15,8 +15,9 @@ import signal
 import time
 
 import pytest
-from chaos_kit import ChaosLoad, chaos_server
-from server import wait_until, workers_of
+
+from tests.chaos.kit import ChaosLoad, chaos_server
+from tests.server import wait_until, workers_of
 
 # The kernel closes a killed process's sockets once it has been scheduled to
 # die: on a loaded machine a client may send on one of them a moment after

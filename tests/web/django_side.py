@@ -13,7 +13,6 @@ settings.configure(ROOT_URLCONF="web_spec_root", DEBUG=False, ALLOWED_HOSTS=["*"
                    USE_I18N=False, SECRET_KEY="x")
 django.setup()
 
-import web_url_spec as spec  # noqa: E402
 from django.urls import (  # noqa: E402
     NoReverseMatch,
     Resolver404,
@@ -24,6 +23,8 @@ from django.urls import (  # noqa: E402
     resolve,
     reverse,
 )
+
+from tests.web import url_spec as spec  # noqa: E402
 
 register_converter(spec.FourDigitYear, "yyyy")
 register_converter(spec.EvenInt, "even")

@@ -11,13 +11,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-import web_url_spec as spec
 
 from prefork.web import urls
 from prefork.web.exceptions import ImproperlyConfigured, NoReverseMatch, Resolver404
 from prefork.web.urls import get_resolver, include, path, re_path, register_converter
+from tests.web import url_spec as spec
 
-HERE = Path(__file__).parent
+# The Django side runs as tests.web.<module>, from the repository root.
+ROOT = Path(__file__).resolve().parents[2]
 
 for _name, _conv in (("yyyy", spec.FourDigitYear), ("even", spec.EvenInt)):
     if _name not in urls._CONVERTERS:
@@ -28,8 +29,8 @@ RESOLVER = get_resolver(spec.build(path, re_path, include))
 
 @pytest.fixture(scope="module")
 def django_answers() -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, str(HERE / "web_django_side.py")], env=env,
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "tests.web.django_side"], env=env,
                          capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from server import HTTPReader, get, request, running
+
+from tests.server import HTTPReader, get, request, running
 
 
 @pytest.fixture(scope="module")

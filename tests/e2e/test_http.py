@@ -9,7 +9,8 @@ import socket
 import time
 
 import pytest
-from server import HTTPReader, get, request, running
+
+from tests.server import HTTPReader, get, request, running
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import web_mw_spec
-from web_helpers import build_environ, call
 
 from prefork.web import (
     FileResponse,
@@ -29,21 +27,24 @@ from prefork.web import (
     require_http_methods,
 )
 from prefork.web.exceptions import BadRequest, HTTPError, RequestDataTooBig
+from tests.web import mw_spec
+from tests.web.helpers import build_environ, call
 
-HERE = Path(__file__).parent
+# The Django side runs as tests.web.<module>, from the repository root.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_ours(trace: list[str]) -> WSGIHandler:
     fw = SimpleNamespace(Response=Response, MiddlewareNotUsed=MiddlewareNotUsed,
                          PermissionDenied=PermissionDenied, path=path)
-    middleware, urlpatterns = web_mw_spec.build(fw, trace)
+    middleware, urlpatterns = mw_spec.build(fw, trace)
     return WSGIHandler(Settings(urlconf=urlpatterns, middleware=middleware))
 
 
 @pytest.fixture(scope="module")
 def django_trace() -> dict[str, list[str]]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, str(HERE / "web_django_mw.py")], env=env,
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "tests.web.django_mw"], env=env,
                          capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
@@ -56,7 +57,7 @@ def test_middleware_built_once_in_djangos_order(django_trace: dict[str, list[str
     assert "E:init" not in trace[5:]  # not rebuilt per request
 
 
-@pytest.mark.parametrize("p", web_mw_spec.PATHS)
+@pytest.mark.parametrize("p", mw_spec.PATHS)
 def test_middleware_trace_equals_djangos(django_trace: dict[str, list[str]], p: str) -> None:
     trace: list[str] = []
     app = build_ours(trace)

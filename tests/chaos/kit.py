@@ -53,10 +53,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Both by plain name: tests/ and tests/apps are on sys.path (tests/conftest.py;
-# bench/reliability.py puts them there too).
+# The app by its plain name, as the servers know it: tests/apps is on sys.path
+# (pytest's pythonpath in pyproject.toml; bench/reliability.py puts it there too).
 from chaosapp import blob
-from server import HTTPReader, Response, ServerProcess, running
+
+from tests.server import HTTPReader, Response, ServerProcess, running
 
 # Body sizes in bytes, chosen to cross the points where a server changes
 # strategy: empty, one segment, one send, more than a socket buffer, and

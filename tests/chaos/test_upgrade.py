@@ -11,8 +11,9 @@ import time
 
 import psutil
 import pytest
-from chaos_kit import ChaosLoad, chaos_server
-from server import HTTPReader, wait_until
+
+from tests.chaos.kit import ChaosLoad, chaos_server
+from tests.server import HTTPReader, wait_until
 
 
 def _gone(pid: int) -> bool:

@@ -13,7 +13,8 @@ import struct
 import time
 
 import pytest
-from server import HTTPReader, get, running, workers_of
+
+from tests.server import HTTPReader, get, running, workers_of
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_helpers import build_environ, call
 
 from prefork.web import JsonResponse, Request, Settings, WSGIHandler, path
 from prefork.web.exceptions import BadRequest
+from tests.web.helpers import build_environ, call
 
 B = "XyZbound"
 

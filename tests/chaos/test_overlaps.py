@@ -14,8 +14,9 @@ from collections import Counter
 
 import psutil
 import pytest
-from chaos_kit import ChaosLoad, chaos_server
-from server import HTTPReader, ServerProcess, wait_until, workers_of
+
+from tests.chaos.kit import ChaosLoad, chaos_server
+from tests.server import HTTPReader, ServerProcess, wait_until, workers_of
 
 
 def _version_and_pid(srv: ServerProcess) -> tuple[str, int]:

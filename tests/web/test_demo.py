@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from web_helpers import call
-
 from prefork.demo import app, application
+from tests.web.helpers import call
 
 
 def test_home_shows_pid_and_counts_requests() -> None:

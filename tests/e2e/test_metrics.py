@@ -17,7 +17,17 @@ import time
 import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from server import ROOT, HTTPReader, LoadLoop, ServerProcess, get, request, running, wait_until
+
+from tests.server import (
+    ROOT,
+    HTTPReader,
+    LoadLoop,
+    ServerProcess,
+    get,
+    request,
+    running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
