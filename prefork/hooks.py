@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from .objref import ObjectNotFound, import_object
 
 if TYPE_CHECKING:
-    from .config import Config
+    # The settings' types, not config.py: config imports this module for
+    # the hook names.
+    from ._settings import Settings
 
 log = logging.getLogger("prefork.error")
 
@@ -95,7 +97,7 @@ def resolve_hook(value: object) -> Callable[..., Any] | None:
 class Hooks:
     """The resolved hooks; ``hooks.call("post_fork", server, worker)``."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Settings):
         self._fns: dict[HookName, Callable[..., Any]] = {}
         for name in HOOKS:
             try:
