@@ -14,14 +14,15 @@ its start-up log, and the workers import it (Django only then).
 from __future__ import annotations
 
 import ast
-import importlib
 import importlib.util
 import os
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
+
+from .objref import ObjectNotFound, import_object
 
 
 class AppImportError(Exception):
@@ -161,27 +162,18 @@ def load_django_project(project: DjangoProject) -> Callable[..., Any]:
 
 
 def load_app(spec: str | None) -> Callable[..., Any]:
+    """The WSGI callable ``spec`` names (the demo site for None or "").
+
+    Raises AppImportError when ``spec`` names nothing callable; an exception
+    the app's own code raises while it is imported (or its factory called)
+    is raised as it is, with its traceback.
+    """
     if not spec:
         spec = "prefork.demo:application"
     project = find_django_project(spec)
     if project is not None:
         return load_django_project(project)
     module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        if e.name and module_name.startswith(e.name) or e.name == module_name:
-            raise AppImportError(f"cannot import module {module_name!r} for app {spec!r}: "
-                                 f"{e}") from e
-        raise
-    if not attr:
-        for candidate in ("application", "app"):
-            if hasattr(module, candidate):
-                attr = candidate
-                break
-        else:
-            raise AppImportError(f"module {module_name!r} defines neither 'application' "
-                                 "nor 'app'; name the callable as MODULE:NAME")
     call_args: tuple[Any, ...] | None = None
     if attr.endswith(")") and "(" in attr:
         attr, _, argtext = attr.partition("(")
@@ -192,14 +184,21 @@ def load_app(spec: str | None) -> Callable[..., Any]:
         except (SyntaxError, ValueError, AssertionError):
             raise AppImportError(f"factory call {spec!r} may only take literal "
                                  "positional arguments") from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise AppImportError(f"module {module_name!r} has no attribute {attr!r}") from None
+    try:
+        module = import_object(module_name)
+        if not attr:
+            attr = next((name for name in ("application", "app") if hasattr(module, name)), "")
+            if not attr:
+                raise AppImportError(f"module {module_name!r} defines neither 'application' "
+                                     "nor 'app'; name the callable as MODULE:NAME")
+        obj = import_object(module_name, attr)
+    except ObjectNotFound as e:
+        raise AppImportError(f"app {spec!r}: {e}") from e
     if call_args is not None:
+        if not callable(obj):
+            raise AppImportError(f"factory {module_name}:{attr} of app {spec!r} is not "
+                                 f"callable (got {type(obj).__name__})")
         obj = obj(*call_args)
     if not callable(obj):
         raise AppImportError(f"{spec!r} is not callable (got {type(obj).__name__})")
-    return cast(Callable[..., Any], obj)
+    return obj

@@ -18,10 +18,10 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from . import container, control, systemd
+from . import container, control, gunicorn_conf, systemd
 from ._version import __version__
 from .config import (
     BY_NAME,
@@ -31,13 +31,12 @@ from .config import (
     ConfigError,
     Octal,
     Setting,
-    resolve,
     sections,
     source_kind,
     toml_value,
 )
 from .daemon import check_user_group, read_pid
-from .gunicorn_conf import GUNICORN_ONLY, cli_implied
+from .gunicorn_conf import GUNICORN_ONLY, cli_implied, is_gunicorn_file
 
 log = logging.getLogger("prefork.error")
 
@@ -48,6 +47,45 @@ APP_HELP = ("MODULE:CALLABLE, MODULE (defining 'application' or 'app'), a factor
 CONFIG_HELP = ("config file: TOML, or a gunicorn config (a .py file, file:PATH or python:MODULE) "
                "(default: ./prefork.toml when present)")
 GUNICORN_DEST = "gunicorn:"     # argparse dest prefix of the flags in GUNICORN_ONLY
+
+
+def load_config_file(cfg: Config, path: str) -> None:
+    """Read ``-c FILE`` into ``cfg``: a gunicorn Python file (``*.py``,
+    ``python:MODULE``, ``file:PATH``) or TOML.
+
+    Chosen here, above both loaders, because gunicorn_conf reads the
+    settings table in config: config cannot call it back without a cycle.
+    """
+    if is_gunicorn_file(path):
+        gunicorn_conf.load_file(cfg, path)
+    else:
+        cfg.load_toml(path)
+
+
+def resolve(cli: Mapping[str, Any], config_file: str | None = None,
+            environ: Mapping[str, str] | None = None,
+            implied: Mapping[str, tuple[Any, str]] | None = None) -> Config:
+    """The settings from every source, each overriding the one before:
+    defaults < config file (``-c``, else ``./prefork.toml`` when present;
+    TOML or gunicorn's) < environment < command line.
+
+    ``implied`` are settings that a command-line flag of gunicorn's implies
+    (``-k sync`` means threads = 1), as (value, source): below the flags
+    given for those settings themselves. Raises ConfigError. HUP calls it
+    again, so that a reload reads the same sources afresh.
+    """
+    cfg = Config()
+    if config_file is None and os.path.exists("prefork.toml"):
+        config_file = "prefork.toml"
+    if config_file:
+        load_config_file(cfg, config_file)
+    cfg.load_env(os.environ if environ is None else environ)
+    for name, (value, source) in (implied or {}).items():
+        cfg.set(name, value, source)
+    for name, value in cli.items():
+        setting = BY_NAME[name]
+        cfg.set(name, value, f"command line {setting.flag}")
+    return cfg
 
 
 class Parser(argparse.ArgumentParser):

@@ -5,16 +5,18 @@
 derived from it. A setting that is not in the table does not exist.
 
 Sources are applied in this order, each overriding the one before: defaults,
-the TOML file (``-c/--config``, else ``./prefork.toml`` when present), the
-environment, the command line. A bad value stops start-up with one line that
-names the setting, the value given and what is allowed.
+the config file (``-c/--config``, else ``./prefork.toml`` when present), the
+environment, the command line. prefork.cli.resolve() applies them, and picks
+the reader for the file: TOML here, or gunicorn's Python in
+prefork.gunicorn_conf (which reads this table, so this module never calls
+it). A bad value stops start-up with one line that names the setting, the value
+given and what is allowed.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging.handlers
-import os
 import textwrap
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -717,14 +719,6 @@ class Config(Settings):
         for name, value in values.items():
             self.set(name, value, source)
 
-    def load_file(self, path: str) -> None:
-        """A gunicorn Python file (``*.py``, ``python:MODULE``, ``file:PATH``) or TOML."""
-        from . import gunicorn_conf
-        if gunicorn_conf.is_gunicorn_file(path):
-            gunicorn_conf.load_file(self, path)
-        else:
-            self.load_toml(path)
-
     def load_toml(self, path: str) -> None:
         try:
             with open(path, "rb") as f:
@@ -754,29 +748,6 @@ def unknown_setting(name: str, source: str) -> str:
     msg = f"unknown setting '{name}' ({source})"
     close = difflib.get_close_matches(name, list(BY_NAME), n=1)
     return msg + (f"; did you mean '{close[0]}'?" if close else "")
-
-
-def resolve(cli: Mapping[str, Any], config_file: str | None = None,
-            environ: Mapping[str, str] | None = None,
-            implied: Mapping[str, tuple[Any, str]] | None = None) -> Config:
-    """Defaults < config file (TOML or gunicorn's) < environment < command line.
-
-    ``implied`` are settings that a command-line flag of gunicorn's implies
-    (``-k sync`` means threads = 1), as (value, source): below the flags
-    given for those settings themselves.
-    """
-    cfg = Config()
-    if config_file is None and os.path.exists("prefork.toml"):
-        config_file = "prefork.toml"
-    if config_file:
-        cfg.load_file(config_file)
-    cfg.load_env(os.environ if environ is None else environ)
-    for name, (value, source) in (implied or {}).items():
-        cfg.set(name, value, source)
-    for name, value in cli.items():
-        setting = BY_NAME[name]
-        cfg.set(name, value, f"command line {setting.flag}")
-    return cfg
 
 
 def source_kind(source: str) -> str:

@@ -10,14 +10,17 @@ in a hook never takes the server down.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from .objref import ObjectNotFound, import_object
+
 if TYPE_CHECKING:
-    from .config import Config
+    # The settings' types, not config.py: config imports this module for
+    # the hook names.
+    from ._settings import Settings
 
 log = logging.getLogger("prefork.error")
 
@@ -72,7 +75,12 @@ class WorkerView:
 
 
 def resolve_hook(value: object) -> Callable[..., Any] | None:
-    """``"module:function"`` -> the function; a callable as is; "" or None -> None."""
+    """``"module:function"`` -> the function; a callable as is; "" or None -> None.
+
+    Raises ValueError for a value that names no callable, ObjectNotFound
+    for a module or function that does not exist, and whatever the
+    module raises while it is imported.
+    """
     if not value:
         return None
     if callable(value):
@@ -80,24 +88,28 @@ def resolve_hook(value: object) -> Callable[..., Any] | None:
     module_name, sep, attr = str(value).partition(":")
     if not sep or not attr:
         raise ValueError("a hook is named as MODULE:FUNCTION")
-    obj: object = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    obj = import_object(module_name, attr)
     if not callable(obj):
-        raise ValueError(f"{value} is not callable")
+        raise ValueError(f"{value} is not callable (got {type(obj).__name__})")
     return obj
 
 
 class Hooks:
     """The resolved hooks; ``hooks.call("post_fork", server, worker)``."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Settings):
         self._fns: dict[HookName, Callable[..., Any]] = {}
         for name in HOOKS:
             try:
                 fn = resolve_hook(getattr(cfg, name))
             except Exception as e:
-                raise ValueError(f"hook {name}={getattr(cfg, name)!r} cannot be loaded: {e}") from e
+                # A wrong name says so itself; an error raised inside the
+                # hook's module is named by its type, so that "No module
+                # named 'x'" from the module's own imports reads as such.
+                why = str(e) if isinstance(e, ObjectNotFound | ValueError) \
+                    else f"{type(e).__name__}: {e}"
+                raise ValueError(f"hook {name}={getattr(cfg, name)!r} cannot be loaded: "
+                                 f"{why}") from e
             if fn is not None:
                 self._fns[name] = fn
 

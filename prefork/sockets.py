@@ -14,7 +14,9 @@ import stat
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .config import Config
+    # The settings' types, not config.py: config imports this module to
+    # check bind addresses.
+    from ._settings import Settings
 
 FD_FAMILY = -1
 
@@ -48,7 +50,7 @@ def parse_address(address: str) -> tuple[int, object]:
     return family, (host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), int(port))
 
 
-def bind_all(cfg: Config, addresses: list[str] | None = None) -> list[socket.socket]:
+def bind_all(cfg: Settings, addresses: list[str] | None = None) -> list[socket.socket]:
     """Bind every address of ``cfg.bind`` (or ``addresses``) with ``cfg``'s socket
     settings; on an error close what was bound and raise."""
     bound: list[socket.socket] = []

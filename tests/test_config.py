@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from prefork.cli import resolve
 from prefork.config import (
     SETTINGS,
     Config,
     ConfigError,
     example_toml,
-    resolve,
     settings_markdown,
     settings_module,
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from prefork.cli import GUNICORN_DEST, build_parser, unknown_arguments
-from prefork.config import BY_GUNICORN_NAME, BY_NAME, SETTINGS, Config, ConfigError, resolve
+from prefork.cli import GUNICORN_DEST, build_parser, resolve, unknown_arguments
+from prefork.config import BY_GUNICORN_NAME, BY_NAME, SETTINGS, Config, ConfigError
 from prefork.gunicorn_conf import (
     BY_ONLY_NAME,
     GUNICORN_ONLY,

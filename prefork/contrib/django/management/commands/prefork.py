@@ -33,8 +33,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from prefork.cli import setting_argument
-from prefork.config import BY_NAME, Config, ConfigError, resolve, sections
+from prefork.cli import resolve, setting_argument
+from prefork.config import BY_NAME, Config, ConfigError, sections
 
 # prefork settings that Django's own options stand for.
 NOT_FLAGS = frozenset({"pythonpath"})
@@ -67,7 +67,7 @@ def bind_of(addrport: str | None, ipv6: bool = False) -> str:
 def resolve_config(cli: Mapping[str, Any], config_file: str | None = None,
                    environ: Mapping[str, str] | None = None,
                    addrport: str | None = None) -> Config:
-    """Defaults < PREFORK in settings.py < what prefork.config.resolve() reads
+    """Defaults < PREFORK in settings.py < what prefork.cli.resolve() reads
     (the TOML file, the environment, the flags), with ``addrport``,
     runserver's address, counted as the flag ``--bind``.
 
