@@ -293,9 +293,11 @@ class Systemd:
             self.send(f"STATUS={self.last_status}")
 
     def _status_text(self, snap: MasterSnapshot) -> str:
-        serving = snap.serving
-        in_flight = sum(w.slot.in_flight for w in serving)
-        counts = {w.pid: w.slot.requests for w in serving}
+        # In flight and requests per second over every live worker, as
+        # /metrics counts them: a worker draining after a reload or a
+        # recycle still runs requests.
+        in_flight = sum(w.slot.in_flight for w in snap.workers)
+        counts = {w.pid: w.slot.requests for w in snap.workers}
         # Requests per second since the last sample, from the per-worker counters
         # (a replaced worker's counter starts again at 0).
         new = sum(max(0, c - self.req_seen.get(pid, 0)) for pid, c in counts.items())
@@ -303,7 +305,7 @@ class Systemd:
         if self.rate_at and snap.now > self.rate_at:
             self.req_rate = new / (snap.now - self.rate_at)
         self.rate_at = snap.now
-        return (f"{len(serving)} workers, {in_flight} in flight, {self.req_rate:.1f} req/s, "
+        return (f"{len(snap.serving)} workers, {in_flight} in flight, {self.req_rate:.1f} req/s, "
                 f"generation {snap.generation}")
 
 

@@ -695,3 +695,19 @@ def test_status_measures_every_age_from_the_snapshots_clock():
     assert worker["state"] == "ready" and worker["requests"] == 3 and worker["in_flight"] == 1
     assert worker["oldest_request_age"] == 12.0 and worker["heartbeat_age"] == 10.0
     assert worker["uptime"] == 10.0
+
+
+def test_systemd_status_counts_serving_workers_and_every_live_request():
+    from prefork.systemd import Systemd
+
+    h = booted(workers=2, max_requests=10, max_recycling=1)
+    sd = Systemd()
+    first = snapshot(h)
+    assert sd._status_text(first) == "2 workers, 0 in flight, 0.0 req/s, generation 1"
+    h.set(1, requests=10, in_flight=2)
+    h.set(2, requests=4)
+    h.tick()
+    h.ready(*h.numbers(S.BOOTING))          # worker 1 retires, still running two requests
+    assert h.sup.workers[1].state is S.RETIRING
+    later = snapshot(h, first.now + 2.0 - h.now)
+    assert sd._status_text(later) == "2 workers, 2 in flight, 7.0 req/s, generation 1"
