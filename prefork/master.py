@@ -27,8 +27,13 @@ counting, canary acceptance, recycling budgets, what a stop allows — is
 master feeds it what it observes (forks, the scoreboard, exits, signals,
 the time) and carries out the actions it returns. What a worker does after
 the fork is :func:`prefork.boot.run_worker`'s. The re-exec itself (USR2) is
-:class:`prefork.upgrade.Upgrade`'s, the status report
-:func:`prefork.status.server_status`'s.
+:class:`prefork.upgrade.Upgrade`'s.
+
+Status, systemd and metrics never see the master: :meth:`Master.snapshot`
+gives them a frozen :class:`prefork.supervisor.MasterSnapshot`, in which
+serving, healthy and ready are the supervisor's answers; the status report
+is :func:`prefork.status.server_status`'s, the notifications
+:class:`prefork.systemd.Systemd`'s.
 """
 
 from __future__ import annotations
@@ -62,12 +67,21 @@ from .dump import Dumps
 from .forksafe import before_fork
 from .hooks import Hooks, ServerView, WorkerView
 from .log import give_log_files_to_workers, reopen_error_log
-from .metrics import ListenQueue, MetricsServer, MetricsView, WorkerSample, health, listen_queue
+from .metrics import (
+    Answer,
+    ListenQueue,
+    MetricsServer,
+    MetricsView,
+    WorkerSample,
+    health,
+    listen_queue,
+)
 from .scoreboard import N_COUNTERS, Scoreboard, SlotView
 from .status import memory_rss, server_status
 from .supervisor import (
     BOOT_ERROR,
     SIGNAL_NAMES,
+    MasterSnapshot,
     Ready,
     ReloadDone,
     Signal,
@@ -84,6 +98,7 @@ from .upgrade import Upgrade, announce_upgrade_ready, started_by_upgrade
 log = logging.getLogger("prefork.error")
 
 LOOP_INTERVAL = 0.25
+DEMO_APP = "prefork.demo:application"     # served when no app is named
 MEMORY_CHECK_INTERVAL = 1.0
 
 
@@ -125,7 +140,8 @@ class Master:
         self.retired = [0] * N_COUNTERS
         self.predecessor: int | None = None     # the old master, when started by USR2
         self.reload_waiters: dict[int, list[ControlClient]] = {}   # by reload ticket
-        self.started = time.time()
+        self.started = time.time()                 # for /metrics: Unix time
+        self.started_at = time.monotonic()         # for uptimes
         self.daemonized = False         # set by daemon mode; WINCH only acts then
         self.daemon_pipe: int | None = None
         self.pidfile: Pidfile | None = None
@@ -160,39 +176,36 @@ class Master:
             return {}
         return {w.number: board.read(w.slot) for w in self.sup.workers.values() if w.slot >= 0}
 
-    def metrics_view(self) -> MetricsView:
-        """What /metrics shows, read now."""
-        sup = self.supervisor
-        slots = self.slots()
-        workers = []
-        for w in sup.workers.values():
-            slot = slots.get(w.number)
-            if slot is None or not w.pid:
-                continue
-            workers.append(WorkerSample(w.slot, w.number, w.generation, w.state.value,
-                                        slot.in_flight, slot.connections, slot.counters,
-                                        memory_rss(w.pid)))
+    def snapshot(self, now: float) -> MasterSnapshot:
+        """The server's state at ``now`` (time.monotonic()), frozen: what
+        status, systemd and metrics are given, never the master itself."""
+        return self.supervisor.snapshot(
+            self.slots(), now, pid=self.pid, app=self.app_spec or DEMO_APP,
+            listeners=self.addresses, started=self.started, uptime=now - self.started_at,
+            upgrading=self.upgrade.in_progress, handed_over=self.upgrade.handed_over)
+
+    def metrics_view(self, snap: MasterSnapshot) -> MetricsView:
+        """What /metrics shows: ``snap``, the exited workers' counters, and
+        what is measured now (the workers' memory, the listen queues)."""
+        workers = [WorkerSample(w.slot.index, w.number, w.generation, w.state.value,
+                                w.slot.in_flight, w.slot.connections, w.slot.counters,
+                                memory_rss(w.pid))
+                   for w in snap.workers]
         queues = []
         for sock, address in zip(self.listeners, self.addresses, strict=True):
             got = listen_queue(sock)
             if got is not None:
                 queues.append(ListenQueue(address, *got))
-        return MetricsView(workers, self.retired, sup.exits, sup.request_timeouts, sup.wanted,
-                           sup.generation, not self.not_ready(), self.started, queues)
+        return MetricsView(workers, self.retired, snap.exits, snap.request_timeouts, snap.wanted,
+                           snap.generation, snap.ready, snap.started, queues)
 
-    def not_ready(self) -> str:
-        """Why /readyz answers 503, or "" when the server is ready."""
-        sup = self.supervisor
-        if sup.stopping:
-            return "stopping"
-        if sup.announced < 1:
-            return "workers are booting"
-        if not sup.serving():
-            return "no worker is serving"
-        return ""
+    def _health_check(self, path: str) -> Answer:
+        """The metrics server's answer to GET ``path``, from a snapshot taken now."""
+        snap = self.snapshot(time.monotonic())
+        return health(path, lambda: self.metrics_view(snap), lambda: snap.not_ready)
 
     def view(self) -> ServerView:
-        return ServerView(self.pid, self.app_spec or "prefork.demo:application", self.wanted,
+        return ServerView(self.pid, self.app_spec or DEMO_APP, self.wanted,
                           self.generation, self.addresses)
 
     # -- start-up ----------------------------------------------------------
@@ -284,8 +297,7 @@ class Master:
             sock = sockets.adopt(int(inherited), "the inherited metrics socket")
         else:
             sock = sockets.bind(address, backlog=64, unix_mode=0o600)
-        self.metrics = MetricsServer(
-            sock, lambda path: health(path, self.metrics_view, self.not_ready))
+        self.metrics = MetricsServer(sock, self._health_check)
         log.info("Metrics and health checks at: %s (/metrics, /livez, /readyz)",
                  sockets.describe(sock))
 
@@ -328,7 +340,8 @@ class Master:
             self._act()
             while True:
                 self._sleep()
-                self.sd.tick(self)      # watchdog pings only while this loop turns
+                if self.sd.enabled:     # watchdog pings only while this loop turns
+                    self.sd.tick(self.snapshot(time.monotonic()))
                 self.upgrade.tick(time.monotonic())     # a new master past upgrade_timeout
                 if self.dumps.waiting:
                     self.dumps.tick(time.monotonic())
@@ -369,7 +382,7 @@ class Master:
                 elif isinstance(action, Switch):
                     self.cfg, self.hooks = action.cfg, action.hooks
                 elif isinstance(action, Stopping):
-                    self.sd.stopping(self)
+                    self.sd.stopping(self.snapshot(time.monotonic()))
                 elif isinstance(action, ReloadDone):
                     self._answer_reload(action)
                 elif isinstance(action, WantedChanged):
@@ -377,7 +390,8 @@ class Master:
 
     def _announce_ready(self) -> None:
         self.hooks.call("when_ready", self.view())
-        self.sd.ready(self)         # READY=1 + MAINPID= before a USR2 predecessor retires
+        # READY=1 + MAINPID= before a USR2 predecessor retires
+        self.sd.ready(self.snapshot(time.monotonic()))
         announce_upgrade_ready()
         for fn in self.on_ready:
             fn()
@@ -667,18 +681,7 @@ class Master:
         handler(self, req, client)
 
     def _control_status(self, req: dict[str, Any], client: ControlClient) -> None:
-        sup = self.supervisor
-        assert self.board is not None
-        health = {"boot_failures": sup.boot_failures,
-                  "last_boot_error": sup.last_boot_error if sup.boot_failures else "",
-                  "crashes": sup.crashes,
-                  "last_crash": sup.last_crash,
-                  "last_crash_age": (round(time.monotonic() - sup.last_crash_at, 1)
-                                     if sup.crashes else None),
-                  "reload": _reload_status(sup)}
-        client.reply({"ok": True, **server_status(self.view(), self.started,
-                                                  list(sup.workers.values()), self.slots(),
-                                                  health)})
+        client.reply({"ok": True, **server_status(self.snapshot(time.monotonic()))})
 
     def _control_stop(self, req: dict[str, Any], client: ControlClient) -> None:
         client.reply({"ok": True, "pid": self.pid})
@@ -731,17 +734,6 @@ class Master:
 # action is to terminate, so a worker still booting is never sent one.
 DUMPABLE = frozenset((WorkerState.PROBATION, WorkerState.READY, WorkerState.REPLACED,
                       WorkerState.RETIRING))
-
-
-def _reload_status(sup: Supervisor) -> str:
-    if sup.trial is not None:
-        canary = sup.workers.get(sup.trial.canary or 0)
-        state = canary.state.value if canary is not None else "starting"
-        return f"generation {sup.trial.generation}: canary {state}" + (
-            ", another reload queued" if sup.queued is not None else "")
-    if sup.rolling:
-        return f"generation {sup.generation}: replacing the old workers"
-    return ""
 
 
 def _raise_open_files_limit(wanted: int) -> None:

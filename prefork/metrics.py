@@ -21,7 +21,9 @@ request head (at most ``MAX_HEAD`` bytes) and read the answer, and at most
 per connection.
 
 :func:`render` and :class:`MetricsView` make no system call; the master
-builds the view (``Master.metrics_view``).
+builds the view from its :class:`~prefork.supervisor.MasterSnapshot`
+(``Master.metrics_view``), and /readyz's reason is the snapshot's
+``not_ready``, the supervisor's.
 """
 
 from __future__ import annotations

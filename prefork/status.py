@@ -1,36 +1,29 @@
 """What ``prefork status`` reports: the master and every worker.
 
-The counters come from the scoreboard, memory and CPU from psutil. Nothing
+The state comes from a :class:`~prefork.supervisor.MasterSnapshot` (the
+counters in it from the scoreboard), memory and CPU from psutil. Nothing
 here changes the master's state; it reads what it is given.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .hooks import ServerView
-    from .scoreboard import SlotView
-    from .supervisor import WorkerRecord
+    from .supervisor import MasterSnapshot
 
 
-def server_status(server: ServerView, started: float, workers: Iterable[WorkerRecord],
-                  slots: dict[int, SlotView], health: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
+def server_status(snap: MasterSnapshot) -> dict[str, Any]:
     """The status answer: ``{"master": {...}, "workers": [...]}``, workers by number.
 
-    ``started`` is the master's start as ``time.time()``; ``health`` (boot
-    failures, crashes after boot and the last one's cause) goes into the
-    master's part as it is.
+    Ages are measured from ``snap.now``. The master's part carries its
+    health too: boot failures, crashes after boot and the last one's cause,
+    and where a reload is.
     """
-    now, wall = time.monotonic(), time.time()
+    now = snap.now
     report = []
-    for w in sorted(workers, key=lambda x: x.number):
-        slot = slots.get(w.number)
-        if slot is None or not w.pid:
-            continue        # not forked yet
+    for w in snap.workers:
+        slot = w.slot
         info = {"pid": w.pid, "number": w.number, "generation": w.generation,
                 "state": w.state.value,
                 "requests": slot.requests, "in_flight": slot.in_flight,
@@ -40,12 +33,18 @@ def server_status(server: ServerView, started: float, workers: Iterable[WorkerRe
                 "uptime": round(now - w.spawned, 1)}
         info.update(_process_info(w.pid, now - w.spawned))
         report.append(info)
-    return {"master": {"pid": server.pid, "app": server.app,
-                       "generation": server.generation, "workers_wanted": server.workers,
-                       "listeners": list(server.bind),
-                       "uptime": round(wall - started, 1),
-                       **(health or {}),
-                       **_process_info(server.pid, wall - started)},
+    return {"master": {"pid": snap.pid, "app": snap.app,
+                       "generation": snap.generation, "workers_wanted": snap.wanted,
+                       "listeners": list(snap.listeners),
+                       "uptime": round(snap.uptime, 1),
+                       "boot_failures": snap.boot_failures,
+                       "last_boot_error": snap.last_boot_error if snap.boot_failures else "",
+                       "crashes": snap.crashes,
+                       "last_crash": snap.last_crash,
+                       "last_crash_age": (round(now - snap.last_crash_at, 1)
+                                          if snap.crashes else None),
+                       "reload": snap.reload_status,
+                       **_process_info(snap.pid, snap.uptime)},
             "workers": report}
 
 

@@ -36,6 +36,13 @@ A worker's life::
 
 Every change of state goes through :meth:`Supervisor._enter`, which checks
 it against ``TRANSITIONS``.
+
+What the rest of the server shows — ``prefork status``, systemd's STATUS=
+and watchdog, /metrics and /readyz — comes from one frozen
+:class:`MasterSnapshot` made by :meth:`Supervisor.snapshot`. Which workers
+are *serving* (:attr:`WorkerRecord.serving`), whether they are *healthy*
+(:meth:`Supervisor.healthy`) and why the server is not *ready*
+(:meth:`Supervisor.not_ready`) are defined here and nowhere else.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import random
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .scoreboard import BOOTING as SLOT_BOOTING
@@ -217,6 +225,69 @@ class WorkerRecord:
         return self.state in (S.READY, S.REPLACED, S.PROBATION)
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerSnapshot:
+    """One forked worker as a :class:`MasterSnapshot` shows it."""
+
+    number: int
+    pid: int
+    generation: int
+    state: WorkerState
+    spawned: float                # when it was forked (the caller's clock)
+    serving: bool                 # WorkerRecord.serving when the snapshot was taken
+    slot: SlotView                # its scoreboard slot, read with the snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class MasterSnapshot:
+    """The server at one moment, read-only: what ``prefork status``, systemd's
+    STATUS= and watchdog, ``/metrics`` and ``/readyz`` are made from.
+
+    :meth:`Supervisor.snapshot` builds it, so *serving* (:attr:`WorkerRecord.serving`),
+    *healthy* (:meth:`Supervisor.healthy`) and *ready* (:meth:`Supervisor.not_ready`)
+    each have one definition, the supervisor's; the master adds what only it
+    knows (its pid, the listeners, the upgrade). Nothing in it changes after
+    it is made, and reading it makes no system call.
+    """
+
+    now: float                    # the clock the snapshot was taken at (monotonic)
+    pid: int                      # the master's
+    app: str
+    listeners: tuple[str, ...]
+    started: float                # the master's start, Unix time
+    uptime: float                 # seconds since then, on the monotonic clock
+    generation: int
+    wanted: int
+    stopping: bool
+    reloading: bool               # Supervisor.reloading
+    upgrading: bool               # a new master started by USR2 has not been reaped
+    handed_over: bool             # ... and it said ready: this master is on its way out
+    healthy: bool
+    not_ready: str                # why /readyz answers 503; "" when ready
+    workers: tuple[WorkerSnapshot, ...]     # forked and not yet reaped, by number
+    boot_failures: int
+    last_boot_error: str
+    crashes: int
+    last_crash: str
+    last_crash_at: float
+    reload_status: str            # Supervisor.reload_status()
+    exits: Mapping[str, int]      # Supervisor.exits, copied
+    request_timeouts: int
+
+    @property
+    def serving(self) -> tuple[WorkerSnapshot, ...]:
+        return tuple(w for w in self.workers if w.serving)
+
+    @property
+    def ready(self) -> bool:
+        return not self.not_ready
+
+    @property
+    def reload_in_progress(self) -> bool:
+        """A reload (HUP) or an upgrade (USR2, or HUP with preload) has not ended."""
+        return self.reloading or self.upgrading
+
+
 @dataclass
 class Reload:
     tickets: list[int]
@@ -299,13 +370,59 @@ class Supervisor:
         return [w for w in self.workers.values() if w.serving]
 
     def healthy(self, slots: Mapping[int, SlotView], now: float) -> bool:
-        """No serving worker has missed its heartbeat past ``timeout``."""
+        """No serving worker has missed its heartbeat past ``timeout``, and
+        none is being aborted for it (systemd's watchdog waits on this)."""
         for w in self.workers.values():
             if w.state in (S.DUMPING, S.ABORTED):
                 return False
             if w.serving and w.number in slots and now - slots[w.number].heartbeat > self.cfg.timeout:
                 return False
         return True
+
+    def not_ready(self) -> str:
+        """Why the server is not ready for traffic (/readyz answers 503 with
+        it), or "" when it is: the first generation has been announced
+        ready, no stop has begun, and a worker is serving."""
+        if self.stopping:
+            return "stopping"
+        if self.announced < 1:
+            return "workers are booting"
+        if not self.serving():
+            return "no worker is serving"
+        return ""
+
+    def reload_status(self) -> str:
+        """Where a reload is, in words (``prefork status``); "" when none is under way."""
+        if self.trial is not None:
+            canary = self.workers.get(self.trial.canary or 0)
+            state = canary.state.value if canary is not None else "starting"
+            return f"generation {self.trial.generation}: canary {state}" + (
+                ", another reload queued" if self.queued is not None else "")
+        if self.rolling:
+            return f"generation {self.generation}: replacing the old workers"
+        return ""
+
+    def snapshot(self, slots: Mapping[int, SlotView], now: float, *, pid: int, app: str,
+                 listeners: tuple[str, ...], started: float, uptime: float,
+                 upgrading: bool, handed_over: bool) -> MasterSnapshot:
+        """The state now, frozen, with ``slots`` (by worker number, read once
+        by the caller) and what only the master knows (the keyword arguments).
+        A worker without a slot in ``slots`` has not been forked yet and is
+        left out."""
+        workers = tuple(
+            WorkerSnapshot(w.number, w.pid, w.generation, w.state, w.spawned, w.serving,
+                           slots[w.number])
+            for w in sorted(self.workers.values(), key=lambda x: x.number)
+            if w.pid and w.number in slots)
+        return MasterSnapshot(
+            now=now, pid=pid, app=app, listeners=listeners, started=started, uptime=uptime,
+            generation=self.generation, wanted=self.wanted, stopping=self.stopping,
+            reloading=self.reloading, upgrading=upgrading, handed_over=handed_over,
+            healthy=self.healthy(slots, now), not_ready=self.not_ready(), workers=workers,
+            boot_failures=self.boot_failures, last_boot_error=self.last_boot_error,
+            crashes=self.crashes, last_crash=self.last_crash, last_crash_at=self.last_crash_at,
+            reload_status=self.reload_status(), exits=MappingProxyType(dict(self.exits)),
+            request_timeouts=self.request_timeouts)
 
     # -- spawning --------------------------------------------------------------
 

@@ -33,6 +33,9 @@ master, which calls a few methods at the right moments:
   hung master or hung workers let the watchdog fire), and ``STATUS=`` at a
   modest rate.
 
+``ready``, ``stopping`` and ``tick`` are given a
+:class:`~prefork.supervisor.MasterSnapshot`, never the master: which
+workers serve and whether they are healthy is the supervisor's to say.
 Without ``NOTIFY_SOCKET`` every method is a cheap no-op.
 """
 
@@ -50,8 +53,7 @@ from . import sockets
 
 if TYPE_CHECKING:
     from .config import Config
-    from .master import Master
-    from .supervisor import WorkerRecord
+    from .supervisor import MasterSnapshot
 
 log = logging.getLogger("prefork.error")
 
@@ -244,85 +246,67 @@ class Systemd:
             return False
         return notify("\n".join(fields), self.notify_socket)
 
-    def ready(self, master: Master) -> None:
+    def ready(self, snap: MasterSnapshot) -> None:
         """Every worker of the current generation accepts: READY=1 (again, after a reload)."""
         self.is_reloading = False
-        status = self._status_text(master, time.monotonic())
-        self.last_status, self.last_status_at = status, time.monotonic()
-        self.send("READY=1", f"MAINPID={master.pid}", f"STATUS={status}")
+        status = self._status_text(snap)
+        self.last_status, self.last_status_at = status, snap.now
+        self.send("READY=1", f"MAINPID={snap.pid}", f"STATUS={status}")
 
     def reloading(self) -> None:
         self.is_reloading = True
         self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}",
                   "STATUS=Reloading: booting the new workers")
 
-    def stopping(self, master: Master) -> None:
-        if master.upgrade.handed_over:
+    def stopping(self, snap: MasterSnapshot) -> None:
+        if snap.handed_over:
             # The master started by USR2 said "ready" and sent MAINPID=: the
             # service goes on, only this process leaves.
             self.handed_over = True
             return
         self.send("STOPPING=1", "STATUS=Stopping")
 
-    def tick(self, master: Master) -> None:
+    def tick(self, snap: MasterSnapshot) -> None:
         """Once per pass of the master loop: watchdog, STATUS=, the end of a reload."""
         if not self.enabled:
             return
-        now = time.monotonic()
-        if self.watchdog and now - self.last_ping >= self.watchdog and healthy(master, now):
+        now = snap.now
+        if self.watchdog and now - self.last_ping >= self.watchdog and snap.healthy:
             self.last_ping = now
             self.send("WATCHDOG=1")
-        if master.stopping:
+        if snap.stopping:
             return      # STOPPING=1 was the last word
-        if self.is_reloading and not reload_in_progress(master):
+        if self.is_reloading and not snap.reload_in_progress:
             # The reload failed (bad config, canary died, new master died):
             # the old workers serve on, so systemd must not stay "reloading".
             self.is_reloading = False
-            self.send("READY=1", f"MAINPID={master.pid}",
-                      f"STATUS=Reload failed; {self._status_text(master, now)} (see the log)")
+            self.send("READY=1", f"MAINPID={snap.pid}",
+                      f"STATUS=Reload failed; {self._status_text(snap)} (see the log)")
             self.last_status_at = now
             return
-        if self.is_reloading or master.supervisor.reloading:
+        if self.is_reloading or snap.reloading:
             return
-        workers = len(_serving(master))
+        workers = len(snap.serving)
         if workers != self.last_workers or now - self.last_status_at >= STATUS_INTERVAL:
             self.last_workers = workers
-            self.last_status, self.last_status_at = self._status_text(master, now), now
+            self.last_status, self.last_status_at = self._status_text(snap), now
             self.send(f"STATUS={self.last_status}")
 
-    def _status_text(self, master: Master, now: float) -> str:
-        serving = _serving(master)
-        slots = master.slots()
-        in_flight = 0
-        counts = {}
-        for w in serving:
-            if w.number in slots:
-                in_flight += slots[w.number].in_flight
-                counts[w.pid] = slots[w.number].requests
+    def _status_text(self, snap: MasterSnapshot) -> str:
+        # In flight and requests per second over every live worker, as
+        # /metrics counts them: a worker draining after a reload or a
+        # recycle still runs requests.
+        in_flight = sum(w.slot.in_flight for w in snap.workers)
+        counts = {w.pid: w.slot.requests for w in snap.workers}
         # Requests per second since the last sample, from the per-worker counters
         # (a replaced worker's counter starts again at 0).
         new = sum(max(0, c - self.req_seen.get(pid, 0)) for pid, c in counts.items())
         self.req_seen = counts
-        if self.rate_at and now > self.rate_at:
-            self.req_rate = new / (now - self.rate_at)
-        self.rate_at = now
-        return (f"{len(serving)} workers, {in_flight} in flight, {self.req_rate:.1f} req/s, "
-                f"generation {master.generation}")
-
-
-def _serving(master: Master) -> list[WorkerRecord]:
-    return master.supervisor.serving() if master.sup is not None else []
-
-
-def healthy(master: Master, now: float) -> bool:
-    """No serving worker has missed its heartbeat past ``timeout``, none is being aborted."""
-    if master.sup is None:
-        return True
-    return master.sup.healthy(master.slots(), now)
-
-
-def reload_in_progress(master: Master) -> bool:
-    return master.upgrade.in_progress or (master.sup is not None and master.sup.reloading)
+        if self.rate_at and snap.now > self.rate_at:
+            self.req_rate = new / (snap.now - self.rate_at)
+        self.rate_at = snap.now
+        return (f"{len(snap.serving)} workers, {in_flight} in flight, {self.req_rate:.1f} req/s, "
+                f"generation {snap.generation}")
 
 
 def covers(sock: socket.socket, address: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import signal
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from prefork.supervisor import (
     FORK_RETRY,
     KILL_GRACE,
     STACKS_GRACE,
+    MasterSnapshot,
     Ready,
     ReloadDone,
     Signal,
@@ -570,3 +571,143 @@ def test_request_timeouts_are_counted_once_per_request():
     h.ready(successor)
     h.reap_retired()
     assert nonzero(h) == {"request_timeout": 1}
+
+
+# -- the snapshot: what status, systemd and metrics are given ------------------------
+
+def snapshot(h: Harness, dt: float = 0.0, **master: Any) -> MasterSnapshot:
+    """What Master.snapshot() would make at ``h.now + dt`` (the clock is not moved)."""
+    facts: dict[str, Any] = {"pid": 7, "app": "testapp:app", "listeners": ("http://127.0.0.1:1",),
+                             "started": 1.7e9, "uptime": h.now + dt - 1000.0,
+                             "upgrading": False, "handed_over": False, **master}
+    return h.sup.snapshot(dict(h.slots), h.now + dt, **facts)
+
+
+def test_the_snapshot_is_frozen_and_copies_what_it_shows():
+    h = booted(workers=2)
+    snap = snapshot(h)
+    with pytest.raises(FrozenInstanceError):
+        snap.stopping = True  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        snap.exits["crash"] = 1  # type: ignore[index]
+    h.exit(1, -signal.SIGSEGV)
+    # The supervisor moved on; the snapshot still shows the moment it was made.
+    assert [w.number for w in snap.workers] == [1, 2] and snap.exits["crash"] == 0
+    assert snap.crashes == 0 and h.sup.crashes == 1
+
+
+def test_the_snapshot_serves_the_supervisors_serving_workers():
+    h = booted(workers=2, max_requests=10, max_recycling=1)
+    assert [w.number for w in snapshot(h).serving] == [1, 2]
+    h.set(1, requests=10)
+    h.tick()
+    (successor,) = h.numbers(S.BOOTING)
+    snap = snapshot(h)
+    # Replaced still serves until its successor is ready; a booting one does not yet.
+    assert {w.number: (w.state, w.serving) for w in snap.workers} == {
+        1: (S.REPLACED, True), 2: (S.READY, True), successor: (S.BOOTING, False)}
+    assert snap.serving == tuple(w for w in snap.workers if w.number in (1, 2))
+    assert [w.number for w in snap.serving] == sorted(w.number for w in h.sup.serving())
+    h.ready(successor)
+    assert [w.number for w in snapshot(h).serving] == [2, successor]     # 1 is retiring
+
+
+def test_a_canary_on_probation_is_serving_and_the_reload_is_reported():
+    h = booted(workers=2, canary_probation=2.0)
+    h.sup.reload(new_cfg(h), h.now, hooks="hooks-2")
+    (canary,) = h.spawns(h.act())
+    snap = snapshot(h)
+    assert snap.reloading and snap.reload_in_progress and snap.ready
+    assert snap.reload_status == "generation 2: canary booting"
+    h.ready(canary.number)
+    snap = snapshot(h)
+    assert len(snap.serving) == 3 and snap.reload_status == "generation 2: canary probation"
+    assert snap.generation == 1
+
+
+def test_an_upgrade_is_a_reload_in_progress_for_systemd():
+    h = booted(workers=1)
+    snap = snapshot(h, upgrading=True)
+    assert not snap.reloading and snap.reload_in_progress and not snap.handed_over
+    assert not snapshot(h).reload_in_progress
+
+
+def test_the_snapshot_is_unhealthy_once_a_serving_worker_misses_its_heartbeat():
+    h = booted(workers=2, timeout=10)
+    h.hung = {1}
+    h.tick(5.0)
+    beat = h.slots[1].heartbeat
+    assert snapshot(h, beat + 10.0 - h.now).healthy            # at the timeout: still fine
+    assert not snapshot(h, beat + 10.5 - h.now).healthy        # past it, before the master looks
+    h.tick(5.5)
+    assert h.sup.workers[1].state is S.DUMPING
+    assert not snapshot(h).healthy                              # being aborted
+    h.tick(STACKS_GRACE)
+    assert not snapshot(h).healthy
+    h.tick(KILL_GRACE)
+    assert h.sup.workers[1].state is S.KILLED
+    assert snapshot(h).healthy            # the hung one is gone; the rest beat
+
+
+def test_a_booting_or_retiring_worker_never_makes_the_snapshot_unhealthy():
+    h = Harness(workers=1, timeout=10)
+    assert snapshot(h, 9.0).healthy       # booting: its boot deadline is the supervisor's
+    h.ready(1)
+    h.sup.stop(True, h.now)
+    h.act()
+    h.hung = {1}
+    assert snapshot(h, 60.0).healthy      # retiring: KILL at its deadline, not the watchdog
+
+
+def test_the_ready_reason_follows_boot_crash_and_stop():
+    h = Harness(workers=2)
+    assert snapshot(h).not_ready == "workers are booting" and not snapshot(h).ready
+    h.ready(1)
+    assert snapshot(h).not_ready == "workers are booting"      # the first generation is not all up
+    h.ready(2)
+    assert snapshot(h).not_ready == "" and snapshot(h).ready
+    h.exit(1, -signal.SIGSEGV)
+    h.exit(2, -signal.SIGSEGV)
+    assert snapshot(h).not_ready == "no worker is serving"
+    assert snapshot(h).not_ready == h.sup.not_ready()
+    h.tick(BACKOFF_MAX)
+    h.ready(*h.numbers(S.BOOTING))
+    assert snapshot(h).ready                                   # announced once is enough
+    h.sup.stop(True, h.now)
+    assert snapshot(h).not_ready == "stopping" and snapshot(h).stopping
+
+
+def test_status_measures_every_age_from_the_snapshots_clock():
+    from prefork.status import server_status
+
+    h = booted(workers=1)
+    h.set(1, requests=3, in_flight=1, oldest_start=h.now - 2.0, oldest_request="GET /slow")
+    h.sup.crashes, h.sup.last_crash, h.sup.last_crash_at = 1, "worker 9 died", h.now - 4.0
+    answer = server_status(snapshot(h, 10.0))
+    master, (worker,) = answer["master"], answer["workers"]
+    assert list(master)[:12] == ["pid", "app", "generation", "workers_wanted", "listeners",
+                                 "uptime", "boot_failures", "last_boot_error", "crashes",
+                                 "last_crash", "last_crash_age", "reload"]
+    assert (master["pid"], master["app"], master["listeners"]) == (
+        7, "testapp:app", ["http://127.0.0.1:1"])
+    assert master["uptime"] == 10.0 and master["last_crash_age"] == 14.0
+    assert master["last_boot_error"] == "" and master["reload"] == ""
+    assert worker["state"] == "ready" and worker["requests"] == 3 and worker["in_flight"] == 1
+    assert worker["oldest_request_age"] == 12.0 and worker["heartbeat_age"] == 10.0
+    assert worker["uptime"] == 10.0
+
+
+def test_systemd_status_counts_serving_workers_and_every_live_request():
+    from prefork.systemd import Systemd
+
+    h = booted(workers=2, max_requests=10, max_recycling=1)
+    sd = Systemd()
+    first = snapshot(h)
+    assert sd._status_text(first) == "2 workers, 0 in flight, 0.0 req/s, generation 1"
+    h.set(1, requests=10, in_flight=2)
+    h.set(2, requests=4)
+    h.tick()
+    h.ready(*h.numbers(S.BOOTING))          # worker 1 retires, still running two requests
+    assert h.sup.workers[1].state is S.RETIRING
+    later = snapshot(h, first.now + 2.0 - h.now)
+    assert sd._status_text(later) == "2 workers, 2 in flight, 7.0 req/s, generation 1"
