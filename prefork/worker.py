@@ -788,13 +788,19 @@ class Worker:
         """Every thread is busy and the listeners are out of epoll. A
         connection found waiting in the backlog at two checks in a row was not
         taken by an idle worker: accept it (and queue its request) rather than
-        let busy kept-alive clients starve it."""
+        let busy kept-alive clients starve it. A lone worker has no other
+        worker to leave it to: it accepts what is waiting at the first check,
+        as many as a wake-up takes (a burst of new clients would otherwise
+        wait a check per ``threads`` of them, hundreds of ms for a few hundred)."""
         if self.accepting:
             return
         ready = {fd for fd, _ in backlog.poll(0)}
+        lone = not self.settings.multiprocess
         for lst in self.listeners:
             if lst.fd not in ready:
                 lst.backlog_seen = False
+            elif lone:
+                self._accept(lst)
             elif not lst.backlog_seen:
                 lst.backlog_seen = True
             else:

@@ -82,3 +82,33 @@ def test_busy_keepalive_clients_do_not_starve_a_new_connection():
         finally:
             load.stop()
         assert load.ok > 50 and not load.lost, load.lost[:5]
+
+
+@pytest.mark.timeout(60)
+def test_a_lone_busy_worker_takes_a_burst_of_new_connections_at_once():
+    # One worker, both threads always busy with kept-alive clients, then 200
+    # new clients at once. There is no other worker to leave them to: they
+    # are accepted together and queued behind the requests already there.
+    # Taking them two at a time, one backlog check after another (10 ms
+    # apart, twice each), left the last ones waiting over 2 s.
+    if not _room_for(1024):
+        pytest.skip("needs 1024 open files")
+    with running("testapp:app", "--workers", "1", "--threads", "2") as s:
+        load = LoadLoop(s, path="/sleep?s=0.02", threads=6, max_seconds=20, keepalive_only=True)
+        burst = []
+        try:
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            for _ in range(200):
+                c = s.connect(timeout=10)
+                c.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                burst.append(c)
+            for c in burst:
+                assert HTTPReader(c).read_response().status == 200
+            took = time.monotonic() - t0
+            assert took < 1.0, f"200 new connections took {took:.2f} s to be answered"
+        finally:
+            for c in burst:
+                c.close()
+            load.stop()
+        assert load.ok > 20 and not load.lost, load.lost[:5]
