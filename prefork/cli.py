@@ -166,31 +166,28 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands: dict[str, argparse.ArgumentParser] = {}
 
-    start = sub.add_parser("start", help="serve an application",
-                           description=f"Serve a WSGI application. APP is {APP_HELP}.")
-    start.add_argument("app", nargs="?", metavar="APP", help="the WSGI application to serve")
-    start.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
-    _add_settings(start)
-    commands["start"] = start
+    def app_command(name: str, help: str, description: str,
+                    app_help: str = APP_HELP) -> argparse.ArgumentParser:
+        """A command that takes an APP, -c FILE and every setting's flag."""
+        cmd = sub.add_parser(name, help=help, description=description)
+        cmd.add_argument("app", nargs="?", metavar="APP", help=app_help)
+        cmd.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
+        commands[name] = cmd
+        return cmd
 
-    check = sub.add_parser("check", help="validate the configuration and import the app",
-                           description="Validate the configuration and import the application "
-                           "without serving; print the settings that are not at their "
-                           "defaults. Exit status 0 when both are fine.")
-    check.add_argument("app", nargs="?", metavar="APP", help=APP_HELP)
-    check.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
-    _add_settings(check)
-    commands["check"] = check
-
-    show = sub.add_parser("print-config", help="show every setting and where it came from",
-                          description="Show the effective value of every setting and where it "
-                          "came from: default, TOML file, gunicorn file, environment or command "
-                          "line. Takes the same arguments as start; serves nothing.")
-    show.add_argument("app", nargs="?", metavar="APP", help=APP_HELP)
-    show.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
+    _add_settings(app_command("start", "serve an application",
+                              f"Serve a WSGI application. APP is {APP_HELP}.",
+                              app_help="the WSGI application to serve"))
+    _add_settings(app_command("check", "validate the configuration and import the app",
+                              "Validate the configuration and import the application "
+                              "without serving; print the settings that are not at their "
+                              "defaults. Exit status 0 when both are fine."))
+    show = app_command("print-config", "show every setting and where it came from",
+                       "Show the effective value of every setting and where it came from: "
+                       "default, TOML file, gunicorn file, environment or command line. Takes "
+                       "the same arguments as start; serves nothing.")
     show.add_argument("--json", action="store_true", help="print JSON")
     _add_settings(show)
-    commands["print-config"] = show
 
     for name, text in REMOTE.items():
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")

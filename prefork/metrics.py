@@ -35,21 +35,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from . import scoreboard
 from ._version import __version__
-from .scoreboard import (
-    C_ACCEPTED,
-    C_BYTES_IN,
-    C_BYTES_OUT,
-    C_LATENCY,
-    C_LATENCY_SUM_US,
-    C_METHOD,
-    C_REJECTED,
-    C_STATUS,
-    LATENCY_BOUNDS,
-    METHODS,
-    N_COUNTERS,
-    REJECT_REASONS,
-)
 
 log = logging.getLogger("prefork.error")
 
@@ -96,7 +83,7 @@ class MetricsView:
 
 def totals(view: MetricsView) -> list[int]:
     """Every counter, summed over the live and the exited workers."""
-    out = list(view.retired) if view.retired else [0] * N_COUNTERS
+    out = list(view.retired) if view.retired else [0] * scoreboard.N_COUNTERS
     for w in view.workers:
         for i, n in enumerate(w.counters):
             out[i] += n
@@ -154,33 +141,33 @@ def render(view: MetricsView) -> str:
     out.family("prefork_requests_total", "counter", "Requests that reached the application, by "
                "the status class of the answer (none: the client left before it).")
     for i, cls in enumerate(STATUS_CLASSES):
-        out.sample("prefork_requests_total", c[C_STATUS + i], status=cls)
+        out.sample("prefork_requests_total", c[scoreboard.C_STATUS + i], status=cls)
     out.family("prefork_request_methods_total", "counter", "Requests that reached the "
                "application, by method.")
-    for i, method in enumerate(METHODS):
-        out.sample("prefork_request_methods_total", c[C_METHOD + i], method=method)
+    for i, method in enumerate(scoreboard.METHODS):
+        out.sample("prefork_request_methods_total", c[scoreboard.C_METHOD + i], method=method)
     out.family("prefork_request_duration_seconds", "histogram", "Time from a complete request "
                "head to the last byte of its answer, in the worker.")
     cumulative = 0
-    for i, bound in enumerate(LATENCY_BOUNDS):
-        cumulative += c[C_LATENCY + i]
+    for i, bound in enumerate(scoreboard.LATENCY_BOUNDS):
+        cumulative += c[scoreboard.C_LATENCY + i]
         out.sample("prefork_request_duration_seconds_bucket", cumulative, le=_number(bound))
-    cumulative += c[C_LATENCY + len(LATENCY_BOUNDS)]
+    cumulative += c[scoreboard.C_LATENCY + len(scoreboard.LATENCY_BOUNDS)]
     out.sample("prefork_request_duration_seconds_bucket", cumulative, le="+Inf")
-    out.sample("prefork_request_duration_seconds_sum", c[C_LATENCY_SUM_US] / 1e6)
+    out.sample("prefork_request_duration_seconds_sum", c[scoreboard.C_LATENCY_SUM_US] / 1e6)
     out.sample("prefork_request_duration_seconds_count", cumulative)
     out.family("prefork_requests_in_flight", "gauge", "Requests the application is running now.")
     out.sample("prefork_requests_in_flight", sum(w.in_flight for w in view.workers))
     out.family("prefork_rejected_requests_total", "counter", "Requests the server answered "
                "itself (or connections it refused), by reason.")
-    for i, reason in enumerate(REJECT_REASONS):
-        out.sample("prefork_rejected_requests_total", c[C_REJECTED + i], reason=reason)
+    for i, reason in enumerate(scoreboard.REJECT_REASONS):
+        out.sample("prefork_rejected_requests_total", c[scoreboard.C_REJECTED + i], reason=reason)
     out.family("prefork_received_bytes_total", "counter", "Bytes read from clients.")
-    out.sample("prefork_received_bytes_total", c[C_BYTES_IN])
+    out.sample("prefork_received_bytes_total", c[scoreboard.C_BYTES_IN])
     out.family("prefork_response_body_bytes_total", "counter", "Response body bytes sent.")
-    out.sample("prefork_response_body_bytes_total", c[C_BYTES_OUT])
+    out.sample("prefork_response_body_bytes_total", c[scoreboard.C_BYTES_OUT])
     out.family("prefork_connections_accepted_total", "counter", "Client connections accepted.")
-    out.sample("prefork_connections_accepted_total", c[C_ACCEPTED])
+    out.sample("prefork_connections_accepted_total", c[scoreboard.C_ACCEPTED])
     out.family("prefork_connections_open", "gauge", "Client connections open now.")
     out.sample("prefork_connections_open", sum(w.connections for w in view.workers))
 
