@@ -382,7 +382,7 @@ class Master:
                 elif isinstance(action, Switch):
                     self.cfg, self.hooks = action.cfg, action.hooks
                 elif isinstance(action, Stopping):
-                    self.sd.stopping(self.snapshot(time.monotonic()))
+                    self.sd.notify_stopping(self.snapshot(time.monotonic()))
                 elif isinstance(action, ReloadDone):
                     self._answer_reload(action)
                 elif isinstance(action, WantedChanged):
@@ -391,7 +391,7 @@ class Master:
     def _announce_ready(self) -> None:
         self.hooks.call("when_ready", self.view())
         # READY=1 + MAINPID= before a USR2 predecessor retires
-        self.sd.ready(self.snapshot(time.monotonic()))
+        self.sd.notify_ready(self.snapshot(time.monotonic()))
         announce_upgrade_ready()
         for fn in self.on_ready:
             fn()
@@ -609,7 +609,7 @@ class Master:
         the answer once it is done. False when it could not start."""
         log.info("Handling signal: HUP (reload)")
         self.hooks.call("on_reload", self.view())
-        self.sd.reloading()             # READY=1 follows, whether the reload works or not
+        self.sd.notify_reloading()      # READY=1 follows, whether the reload works or not
         if self.cfg.preload or self.app_given:
             if self.argv is None:
                 log.error("reload: the app was given in-process (preloaded or embedded) and "

@@ -20,20 +20,20 @@ master, which calls a few methods at the right moments:
 * :meth:`Systemd.listeners` in ``setup()`` — the activated sockets (checked:
   listening stream sockets only) plus any *explicitly configured* ``bind``
   address that no activated socket already covers;
-* :meth:`Systemd.ready` once every worker of the generation is accepting —
+* :meth:`Systemd.notify_ready` once every worker of the generation is accepting —
   ``READY=1``, ``MAINPID=`` and ``STATUS=``; a master started by USR2 thereby
   hands ``MAINPID`` over to itself (the unit needs ``NotifyAccess=all``);
-* :meth:`Systemd.reloading` on HUP — ``RELOADING=1`` with ``MONOTONIC_USEC``;
+* :meth:`Systemd.notify_reloading` on HUP — ``RELOADING=1`` with ``MONOTONIC_USEC``;
   ``READY=1`` follows when the new generation is ready, or when the reload
   failed and the old workers go on serving;
-* :meth:`Systemd.stopping` on TERM/INT/QUIT — ``STOPPING=1``, except in a
+* :meth:`Systemd.notify_stopping` on TERM/INT/QUIT — ``STOPPING=1``, except in a
   master that has just handed over to its USR2 successor;
 * :meth:`Systemd.tick` on every pass of the master loop — ``WATCHDOG=1`` at
   half of ``WATCHDOG_USEC`` while the loop runs and the workers beat (so a
   hung master or hung workers let the watchdog fire), and ``STATUS=`` at a
   modest rate.
 
-``ready``, ``stopping`` and ``tick`` are given a
+``notify_ready``, ``notify_stopping`` and ``tick`` are given a
 :class:`~prefork.supervisor.MasterSnapshot`, never the master: which
 workers serve and whether they are healthy is the supervisor's to say.
 Without ``NOTIFY_SOCKET`` every method is a cheap no-op.
@@ -246,19 +246,20 @@ class Systemd:
             return False
         return notify("\n".join(fields), self.notify_socket)
 
-    def ready(self, snap: MasterSnapshot) -> None:
+    def notify_ready(self, snap: MasterSnapshot) -> None:
         """Every worker of the current generation accepts: READY=1 (again, after a reload)."""
         self.is_reloading = False
         status = self._status_text(snap)
         self.last_status, self.last_status_at = status, snap.now
         self.send("READY=1", f"MAINPID={snap.pid}", f"STATUS={status}")
 
-    def reloading(self) -> None:
+    def notify_reloading(self) -> None:
         self.is_reloading = True
         self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}",
                   "STATUS=Reloading: booting the new workers")
 
-    def stopping(self, snap: MasterSnapshot) -> None:
+    def notify_stopping(self, snap: MasterSnapshot) -> None:
+        """A stop began: STOPPING=1, unless a USR2 successor has taken over."""
         if snap.handed_over:
             # The master started by USR2 said "ready" and sent MAINPID=: the
             # service goes on, only this process leaves.
