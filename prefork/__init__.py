@@ -22,15 +22,18 @@ __all__ = ["Config", "Server", "serve", "__version__"]
 _LAZY = {"Config": "config", "Server": "server", "serve": "server"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'prefork' has no attribute {name!r}")
-    from importlib import import_module
+# Hidden from mypy, which reads the imports above instead: a module
+# __getattr__ returning Any would let it accept any name on prefork.
+if not TYPE_CHECKING:
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'prefork' has no attribute {name!r}")
+        from importlib import import_module
 
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value     # once: later lookups skip this function
-    return value
+        value = getattr(import_module(f".{module}", __name__), name)
+        globals()[name] = value     # once: later lookups skip this function
+        return value
 
 
 def __dir__() -> list[str]:
