@@ -407,6 +407,7 @@ class Worker:
         self._accept_failures = LogEvery()
         self._proxy_refusals = LogEvery()
         self.phase = RUNNING
+        self._fast_stop = False          # set before phase: see stop()
         self.now = time.monotonic()
         self.ep: Any = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -437,9 +438,14 @@ class Worker:
         """Begin a graceful stop (or a fast one). Any thread, or a signal
         handler: it sets the phase and wakes the loop, which does the rest."""
         if not graceful:
+            self._fast_stop = True
             self.phase = FAST_STOP
         elif self.phase is RUNNING:
             self.phase = GRACEFUL_STOP
+            # A fast stop (the INT handler, another thread) may have come
+            # between the test and the write above: it never goes back.
+            if self._fast_stop:
+                self.phase = FAST_STOP
         try:
             self._wake_w.send(b"x")
         except OSError:

@@ -5,7 +5,9 @@ tests/e2e/test_http.py and tests/hostile/."""
 
 from __future__ import annotations
 
+import inspect
 import socket
+import sys
 
 import pytest
 
@@ -84,3 +86,32 @@ def test_a_stop_only_moves_the_worker_forward():
     assert worker.phase is Phase.FAST_STOP
     worker.stop(graceful=True)       # a TERM after INT does not slow the stop down
     assert worker.phase is Phase.FAST_STOP
+
+
+@pytest.mark.parametrize("where", ["self.phase = GRACEFUL_STOP", "if self._fast_stop:"])
+def test_a_fast_stop_that_lands_inside_a_graceful_one_wins(where):
+    # The INT handler runs between two bytecodes of the main thread, which
+    # may be inside stop(graceful=True) (the TERM handler, or the beat that
+    # found the master gone): the worker must end up stopping fast.
+    worker = Worker(lambda e, s: [], [], WorkerSettings(threads=1))
+    source = inspect.getsource(Worker.stop).splitlines()
+    first = Worker.stop.__code__.co_firstlineno
+    line = first + next(i for i, text in enumerate(source) if where in text)
+    code = Worker.stop.__code__
+    interrupted = []
+
+    def local(frame, event, arg):
+        if event == "line" and frame.f_lineno == line and not interrupted:
+            interrupted.append(True)
+            worker.stop(graceful=False)         # the INT handler, right here
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code is code and not interrupted else None
+
+    sys.settrace(tracer)
+    try:
+        worker.stop(graceful=True)
+    finally:
+        sys.settrace(None)
+    assert interrupted and worker.phase is Phase.FAST_STOP
