@@ -794,24 +794,25 @@ class Worker:
         """Every thread is busy and the listeners are out of epoll. A
         connection found waiting in the backlog at two checks in a row was not
         taken by an idle worker: accept it (and queue its request) rather than
-        let busy kept-alive clients starve it. A lone worker has no other
-        worker to leave it to: it accepts what is waiting at the first check,
-        as many as a wake-up takes (a burst of new clients would otherwise
-        wait a check per ``threads`` of them, hundreds of ms for a few hundred)."""
+        let busy kept-alive clients starve it. Among several busy workers each
+        takes a pool's worth, so they share them out; a lone worker takes as
+        many as a wake-up does (a burst of new clients would otherwise wait
+        two checks per ``threads`` of them, hundreds of ms for a few hundred).
+        Lone is as configured (``workers = 1``): after TTIN, or while a reload
+        overlaps, the busy worker may take more than its share, but only of
+        connections no idle worker took in two checks."""
         if self.accepting:
             return
         ready = {fd for fd, _ in backlog.poll(0)}
-        lone = not self.settings.multiprocess
+        share = self.settings.threads if self.settings.multiprocess else 0
         for lst in self.listeners:
             if lst.fd not in ready:
                 lst.backlog_seen = False
-            elif lone:
-                self._accept(lst)
             elif not lst.backlog_seen:
                 lst.backlog_seen = True
             else:
                 lst.backlog_seen = False
-                self._accept(lst, self.settings.threads)
+                self._accept(lst, share)
 
     def _enter(self, conn: Conn, state: ConnState) -> None:
         """Every change of a connection's state goes through here."""
