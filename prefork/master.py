@@ -200,9 +200,10 @@ class Master:
                            snap.generation, snap.ready, snap.started, queues)
 
     def _health_check(self, path: str) -> Answer:
-        """The metrics server's answer to GET ``path``, from a snapshot taken now."""
-        snap = self.snapshot(time.monotonic())
-        return health(path, lambda: self.metrics_view(snap), lambda: snap.not_ready)
+        """The metrics server's answer to GET ``path``: /metrics and /readyz
+        from a snapshot taken now, /livez and a 404 without one."""
+        return health(path, lambda: self.metrics_view(self.snapshot(time.monotonic())),
+                      lambda: self.snapshot(time.monotonic()).not_ready)
 
     def view(self) -> ServerView:
         return ServerView(self.pid, self.app_spec or DEMO_APP, self.wanted,
