@@ -81,8 +81,6 @@ def imports_of(path: Path) -> Iterator[Import]:
                 sub = f"{target}.{alias.name}"
                 if _our_module_exists(sub):
                     yield Import(module, sub, node.lineno, type_only)
-        elif isinstance(node, ast.If) and _is_type_checking(node.test):
-            yield from walk(node, type_only)
         else:
             yield from walk(node, type_only)
 
