@@ -185,13 +185,15 @@ def load_app(spec: str | None) -> Callable[..., Any]:
             raise AppImportError(f"factory call {spec!r} may only take literal "
                                  "positional arguments") from None
     try:
-        module = import_object(module_name)
-        if not attr:
+        if attr:
+            obj = import_object(module_name, attr)
+        else:
+            module = import_object(module_name)
             attr = next((name for name in ("application", "app") if hasattr(module, name)), "")
             if not attr:
                 raise AppImportError(f"module {module_name!r} defines neither 'application' "
                                      "nor 'app'; name the callable as MODULE:NAME")
-        obj = import_object(module_name, attr)
+            obj = getattr(module, attr)
     except ObjectNotFound as e:
         raise AppImportError(f"app {spec!r}: {e}") from e
     if call_args is not None:
